@@ -1,1 +1,14 @@
-fn main() {}
+//! The `finteqx` binary: parse the command line, set up tracing, run.
+
+use clap::Parser as _;
+
+use api::cli::{Cli, run};
+use api::telemetry::{get_subscriber, init_subscriber};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let json =
+        std::env::var("APP_ENVIRONMENT").is_ok_and(|environment| environment == "production");
+    init_subscriber(get_subscriber("info,sqlx=warn", json, std::io::stdout))?;
+    run(Cli::parse()).await
+}

@@ -109,3 +109,9 @@ mod tests {
         assert_eq!("root".parse::<ActorRole>(), Err(UnknownActorRole));
     }
 }
+
+/// A command's name as recorded in [`CAUSATION_COMMAND`]: the spec's verb, verbatim.
+pub trait NamedCommand {
+    /// The command's name, for example `LinkUserToEntra`.
+    fn command_name(&self) -> &'static str;
+}

@@ -21,3 +21,9 @@ impl<C> TenantScoped<C> {
         Self { tenant_id, command }
     }
 }
+
+impl<C: crate::metadata::NamedCommand> crate::metadata::NamedCommand for TenantScoped<C> {
+    fn command_name(&self) -> &'static str {
+        self.command.command_name()
+    }
+}

@@ -1,1 +1,13 @@
+//! End-to-end tests of FinteQX Access against the real PostgreSQL: one test binary, one module
+//! per feature. Each test gets a fresh database (see `helpers`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
+
+mod helpers;
+
+mod bad_input;
+mod concurrency;
+mod embedded_database;
+mod passwords;
+mod persistence;
+mod uniqueness;

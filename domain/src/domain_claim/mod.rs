@@ -316,3 +316,12 @@ mod tests {
             }]);
     }
 }
+
+impl crate::metadata::NamedCommand for DomainClaimCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Self::ClaimDomain { .. } => "ClaimDomain",
+            Self::ReleaseDomain { .. } => "ReleaseDomain",
+        }
+    }
+}

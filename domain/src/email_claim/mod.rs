@@ -38,9 +38,9 @@ pub enum EmailClaimCommand {
         tenant_id: TenantId,
         /// The claimant.
         user_id: UserId,
-        /// The current holder never came into existence (its creation failed after the claim),
-        /// as the caller established by loading it; such a claim may be taken over.
-        holder_abandoned: bool,
+        /// A holder the caller found abandoned (its account never came into existence, or no
+        /// longer has this address, long after the claim): only that holder may be replaced.
+        abandoned_holder: Option<UserId>,
     },
     /// Frees the address (e-mail changed, or the person was forgotten).
     ReleaseEmail {
@@ -112,12 +112,14 @@ impl EmailClaim {
                 email_key,
                 tenant_id,
                 user_id,
-                holder_abandoned,
+                abandoned_holder,
             } => {
                 let replaced_user_id = match &self.holder {
                     None => None,
                     Some(holder) if holder.user_id == user_id => return Ok(vec![]),
-                    Some(holder) if holder_abandoned => Some(holder.user_id),
+                    Some(holder) if abandoned_holder == Some(holder.user_id) => {
+                        Some(holder.user_id)
+                    }
                     Some(_) => return Err(EmailClaimError::EmailTaken),
                 };
                 Ok(vec![EmailClaimEvent::EmailClaimed {
@@ -188,12 +190,16 @@ mod tests {
         UserId::from_uuid(Uuid::from_u128(0x3001))
     }
 
-    fn claim(tenant: TenantId, user: UserId, holder_abandoned: bool) -> EmailClaimCommand {
+    fn claim(
+        tenant: TenantId,
+        user: UserId,
+        abandoned_holder: Option<UserId>,
+    ) -> EmailClaimCommand {
         EmailClaimCommand::ClaimEmail {
             email_key: email_key(1),
             tenant_id: tenant,
             user_id: user,
-            holder_abandoned,
+            abandoned_holder,
         }
     }
 
@@ -210,7 +216,7 @@ mod tests {
     fn claims_a_free_address() {
         Given::with(())
             .given_no_previous_events()
-            .when(claim(tenant_id(), user_id(), false))
+            .when(claim(tenant_id(), user_id(), None))
             .then_expect_events(vec![claimed()]);
     }
 
@@ -218,7 +224,7 @@ mod tests {
     fn refuses_an_address_held_by_another_account_in_any_tenant() {
         Given::with(())
             .given(vec![claimed()])
-            .when(claim(other_tenant_id(), other_user(), false))
+            .when(claim(other_tenant_id(), other_user(), None))
             .then_expect_error(EmailClaimError::EmailTaken);
     }
 
@@ -226,7 +232,7 @@ mod tests {
     fn claiming_own_address_again_changes_nothing() {
         Given::with(())
             .given(vec![claimed()])
-            .when(claim(tenant_id(), user_id(), false))
+            .when(claim(tenant_id(), user_id(), None))
             .then_expect_events(vec![]);
     }
 
@@ -234,13 +240,22 @@ mod tests {
     fn an_abandoned_claim_can_be_taken_over() {
         Given::with(())
             .given(vec![claimed()])
-            .when(claim(other_tenant_id(), other_user(), true))
+            .when(claim(other_tenant_id(), other_user(), Some(user_id())))
             .then_expect_events(vec![EmailClaimEvent::EmailClaimed {
                 email_key: email_key(1),
                 tenant_id: other_tenant_id(),
                 user_id: other_user(),
                 replaced_user_id: Some(user_id()),
             }]);
+    }
+
+    #[test]
+    fn only_the_holder_found_abandoned_is_replaced() {
+        let third = UserId::from_uuid(Uuid::from_u128(0x3002));
+        Given::with(())
+            .given(vec![claimed()])
+            .when(claim(other_tenant_id(), other_user(), Some(third)))
+            .then_expect_error(EmailClaimError::EmailTaken);
     }
 
     #[test]
@@ -256,7 +271,7 @@ mod tests {
             .then_expect_events(vec![released.clone()]);
         Given::with(())
             .given(vec![claimed(), released])
-            .when(claim(other_tenant_id(), other_user(), false))
+            .when(claim(other_tenant_id(), other_user(), None))
             .then_expect_events(vec![EmailClaimEvent::EmailClaimed {
                 email_key: email_key(1),
                 tenant_id: other_tenant_id(),
@@ -273,5 +288,14 @@ mod tests {
                 user_id: other_user(),
             })
             .then_expect_error(EmailClaimError::NotHeldByUser);
+    }
+}
+
+impl crate::metadata::NamedCommand for EmailClaimCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Self::ClaimEmail { .. } => "ClaimEmail",
+            Self::ReleaseEmail { .. } => "ReleaseEmail",
+        }
     }
 }

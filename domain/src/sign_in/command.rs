@@ -98,3 +98,14 @@ pub enum EntraSignInOutcome {
         error_code: ProviderErrorCode,
     },
 }
+
+impl crate::metadata::NamedCommand for SignInCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Self::StartPasswordSignIn { .. } => "StartPasswordSignIn",
+            Self::RequestSmsCode { .. } => "RequestSmsCode",
+            Self::VerifySmsCode { .. } => "VerifySmsCode",
+            Self::RecordEntraSignIn { .. } => "RecordEntraSignIn",
+        }
+    }
+}

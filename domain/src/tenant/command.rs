@@ -43,3 +43,16 @@ pub enum ConsentDecision {
         error_code: ProviderErrorCode,
     },
 }
+
+impl crate::metadata::NamedCommand for TenantCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Self::RegisterTenant { .. } => "RegisterTenant",
+            Self::SetMfaPolicy { .. } => "SetMfaPolicy",
+            Self::RecordEntraConsent { .. } => "RecordEntraConsent",
+            Self::RecordEntraConsentRefusedWithoutTenant { .. } => {
+                "RecordEntraConsentRefusedWithoutTenant"
+            }
+        }
+    }
+}

@@ -102,3 +102,21 @@ pub struct PasswordTokenGrant {
     /// When it stops working.
     pub expires_at: DateTime<Utc>,
 }
+
+impl crate::metadata::NamedCommand for UserCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Self::CreateUser { .. } => "CreateUser",
+            Self::ChangeUserEmail { .. } => "ChangeUserEmail",
+            Self::DeactivateUser => "DeactivateUser",
+            Self::ReactivateUser => "ReactivateUser",
+            Self::LinkUserToEntra { .. } => "LinkUserToEntra",
+            Self::UnlinkUserFromEntra { .. } => "UnlinkUserFromEntra",
+            Self::IssuePasswordToken { .. } => "IssuePasswordToken",
+            Self::SetPassword { .. } => "SetPassword",
+            Self::EnrollPhone { .. } => "EnrollPhone",
+            Self::RemovePhone => "RemovePhone",
+            Self::CompleteEntraSignIn { .. } => "CompleteEntraSignIn",
+        }
+    }
+}

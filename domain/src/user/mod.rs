@@ -410,10 +410,10 @@ fn change_email(
     if email == account.email {
         return Err(UserError::EmailUnchanged);
     }
-    if let Some(link) = &account.entra {
-        if !email.is_on_domain(&link.domain) {
-            return Err(UserError::EmailNotOnDomain);
-        }
+    if let Some(link) = &account.entra
+        && !email.is_on_domain(&link.domain)
+    {
+        return Err(UserError::EmailNotOnDomain);
     }
     Ok(vec![UserEvent::UserEmailChanged {
         tenant_id: scope.tenant_id,

@@ -14,6 +14,10 @@ fn is_lower_hex_256(input: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+fn lower_hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// A keyed hash (HMAC-SHA-256, hex) of a normalised e-mail address: the lookup key that makes an
 /// address unique on the platform without putting the address itself in an aggregate id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -31,6 +35,11 @@ impl EmailKey {
         } else {
             Err(ValueError::HashMalformed)
         }
+    }
+
+    /// Wraps a digest computed by the key holder.
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        Self(lower_hex(digest))
     }
 
     /// The hex form, also the id of the e-mail claim stream.
@@ -62,6 +71,11 @@ impl CodeHash {
         } else {
             Err(ValueError::HashMalformed)
         }
+    }
+
+    /// Wraps a digest computed by the key holder.
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        Self(lower_hex(digest))
     }
 
     /// Compares two hashes in time independent of where they differ.

@@ -16,6 +16,26 @@ pub use locale::{Locale, Role};
 pub use phone::MobileNumber;
 pub use provider_error_code::ProviderErrorCode;
 
+/// Fewest characters of a new password (NIST SP 800-63B asks at least 8; we ask more).
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Most characters of a new password: long passphrases yes, denial of service by argon2 no.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Checks a new password's length, the only composition rule (NIST SP 800-63B §5.1.1.2). The
+/// password itself never enters the domain: only its length is passed.
+///
+/// # Errors
+/// [`ValueError::PasswordTooShort`] or [`ValueError::PasswordTooLong`].
+pub const fn check_password_length(chars: usize) -> Result<(), ValueError> {
+    if chars < MIN_PASSWORD_CHARS {
+        Err(ValueError::PasswordTooShort)
+    } else if chars > MAX_PASSWORD_CHARS {
+        Err(ValueError::PasswordTooLong)
+    } else {
+        Ok(())
+    }
+}
+
 /// Why an input is not a valid value. Each variant names the broken rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -61,6 +81,12 @@ pub enum ValueError {
     /// A keyed hash is not 64 lower-case hexadecimal characters.
     #[error("the keyed hash is malformed")]
     HashMalformed,
+    /// The new password is shorter than the minimum.
+    #[error("the password must be at least {MIN_PASSWORD_CHARS} characters")]
+    PasswordTooShort,
+    /// The new password is longer than the maximum.
+    #[error("the password must be at most {MAX_PASSWORD_CHARS} characters")]
+    PasswordTooLong,
     /// A provider error code is empty, too long or has characters other than letters, digits, `_` and `-`.
     #[error("the provider error code is malformed")]
     ProviderErrorCodeMalformed,

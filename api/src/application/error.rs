@@ -1,0 +1,74 @@
+use domain::domain_claim::DomainClaimError;
+use domain::email_claim::EmailClaimError;
+use domain::sign_in::SignInError;
+use domain::tenant::TenantError;
+use domain::user::UserError;
+use domain::values::ValueError;
+
+use crate::executor::ExecuteError;
+
+/// Why a use case changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// An input is not a valid value.
+    #[error("{field}: {error}")]
+    InvalidInput {
+        /// The offending field, as the client named it.
+        field: &'static str,
+        /// The broken rule.
+        error: ValueError,
+    },
+    /// The tenant refused.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    /// The user account refused.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// The domain claim refused.
+    #[error(transparent)]
+    DomainClaim(#[from] DomainClaimError),
+    /// The e-mail claim refused.
+    #[error(transparent)]
+    EmailClaim(#[from] EmailClaimError),
+    /// The sign-in attempt refused.
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
+    /// Too many users selected in one request.
+    #[error("at most {max} users can be selected at once")]
+    TooManyUsers {
+        /// The maximum.
+        max: usize,
+    },
+    /// Concurrent changes kept winning; retrying the request is safe.
+    #[error("the data was changed concurrently; retry")]
+    Conflict,
+    /// The database (or another dependency) failed; nothing was lost.
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+impl CommandError {
+    /// Wraps a value error with the field it came from.
+    pub const fn invalid(field: &'static str, error: ValueError) -> Self {
+        Self::InvalidInput { field, error }
+    }
+}
+
+impl<E> From<ExecuteError<E>> for CommandError
+where
+    E: std::error::Error + Into<Self> + 'static,
+{
+    fn from(error: ExecuteError<E>) -> Self {
+        match error {
+            ExecuteError::Rejected(rejection) => rejection.into(),
+            ExecuteError::Conflict { .. } => Self::Conflict,
+            ExecuteError::Store(source) => Self::Unavailable(source),
+        }
+    }
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Unavailable(error.into())
+    }
+}

@@ -1,0 +1,102 @@
+//! Use cases: each turns validated input into one or more commands, gathers the facts the
+//! decisions need, and runs them through the executors. Workflows over several aggregates
+//! (creating a user with its e-mail claim, linking a domain's users) live here, not in the domain.
+
+mod credentials;
+mod domains;
+mod error;
+mod tenants;
+mod users;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+pub use domains::{DomainUserOutcome, DomainUserResult};
+pub use error::CommandError;
+pub use users::{CreatedUser, NewUser, NewUserSignIn};
+
+use crate::clock::Clock;
+use crate::executor::CommandExecutor;
+use crate::keys::{CodeHasher, EmailLookup, PasswordHashing, PasswordTokens};
+use domain::domain_claim::DomainClaim;
+use domain::email_claim::EmailClaim;
+use domain::sign_in::SignIn;
+use domain::tenant::Tenant;
+use domain::user::User;
+
+/// The keys the use cases hash with.
+#[derive(Clone)]
+pub struct Keys {
+    /// E-mail lookup keys.
+    pub email_lookup: EmailLookup,
+    /// Set-password link secrets.
+    pub password_tokens: PasswordTokens,
+    /// SMS code hashes.
+    pub codes: CodeHasher,
+}
+
+/// The write side: one executor per aggregate type, plus what the use cases need beside them.
+pub struct Commands {
+    pool: PgPool,
+    tenants: CommandExecutor<Tenant>,
+    users: CommandExecutor<User>,
+    domains: CommandExecutor<DomainClaim>,
+    emails: CommandExecutor<EmailClaim>,
+    sign_ins: CommandExecutor<SignIn>,
+    keys: Keys,
+    passwords: PasswordHashing,
+    clock: Arc<dyn Clock>,
+}
+
+/// How long a set-password link works.
+pub const PASSWORD_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::days(7);
+/// Selected users per link or unlink request: a request's cost is bounded.
+pub const MAX_USERS_PER_REQUEST: usize = 1000;
+
+impl Commands {
+    /// The write side on `pool`; conflicting commands are tried up to `max_attempts` times.
+    pub fn new(pool: PgPool, max_attempts: u32, keys: Keys, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            tenants: CommandExecutor::new(pool.clone(), max_attempts),
+            users: CommandExecutor::new(pool.clone(), max_attempts),
+            domains: CommandExecutor::new(pool.clone(), max_attempts),
+            emails: CommandExecutor::new(pool.clone(), max_attempts),
+            sign_ins: CommandExecutor::new(pool.clone(), max_attempts),
+            pool,
+            keys,
+            passwords: PasswordHashing,
+            clock,
+        }
+    }
+
+    /// The executor of tenant commands.
+    pub const fn tenants(&self) -> &CommandExecutor<Tenant> {
+        &self.tenants
+    }
+
+    /// The executor of user commands.
+    pub const fn users(&self) -> &CommandExecutor<User> {
+        &self.users
+    }
+
+    /// The executor of domain-claim commands.
+    pub const fn domains(&self) -> &CommandExecutor<DomainClaim> {
+        &self.domains
+    }
+
+    /// The executor of e-mail-claim commands.
+    pub const fn emails(&self) -> &CommandExecutor<EmailClaim> {
+        &self.emails
+    }
+
+    /// The executor of sign-in commands.
+    pub const fn sign_ins(&self) -> &CommandExecutor<SignIn> {
+        &self.sign_ins
+    }
+
+    /// The keys.
+    pub const fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}

@@ -1,0 +1,166 @@
+//! Settings: `configuration/base.yaml`, then `configuration/{APP_ENVIRONMENT}.yaml`, then
+//! environment variables (`APP_` prefix, `__` between levels). Secrets are `SecretString`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Everything the service is configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// HTTP listener and run mode.
+    pub application: ApplicationSettings,
+    /// The PostgreSQL to use, or where to start a private one.
+    pub database: DatabaseSettings,
+    /// Command execution.
+    pub commands: CommandSettings,
+    /// Keys.
+    pub secrets: SecretSettings,
+}
+
+/// HTTP listener and run mode.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApplicationSettings {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// `local` or `production`.
+    pub environment: Environment,
+}
+
+/// The run mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// A developer's machine: development keys and senders are allowed.
+    Local,
+    /// Production: every secret must be configured.
+    Production,
+}
+
+/// The database.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// A PostgreSQL URL; empty starts the embedded server.
+    pub url: SecretString,
+    /// Data folder of the embedded server.
+    pub embedded_dir: String,
+    /// Folder of `initdb`, `pg_ctl` and `postgres`.
+    pub postgres_bindir: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the database counts as unavailable.
+    pub acquire_timeout_ms: u64,
+}
+
+/// Command execution.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct CommandSettings {
+    /// Tries of a command that meets a concurrent change of its stream (at least 1).
+    pub max_attempts: u32,
+}
+
+/// Keys for keyed hashes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretSettings {
+    /// E-mail lookup hashes (the platform-wide uniqueness key).
+    pub lookup_key: SecretString,
+    /// Set-password link secrets.
+    pub token_key: SecretString,
+    /// SMS code hashes.
+    pub code_key: SecretString,
+}
+
+const DEVELOPMENT_KEY_MARKER: &str = "development-only";
+const MIN_KEY_BYTES: usize = 32;
+
+impl Settings {
+    /// Loads the settings from `configuration_dir` and the environment.
+    ///
+    /// # Errors
+    /// A missing or malformed file or value, or a production run with development keys; the
+    /// message names the key.
+    pub fn load(configuration_dir: &Path) -> anyhow::Result<Self> {
+        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".to_owned());
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(configuration_dir.join("base.yaml")))
+            .add_source(
+                config::File::from(configuration_dir.join(format!("{environment}.yaml")))
+                    .required(false),
+            )
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("_")
+                    .separator("__"),
+            )
+            .set_override("application.environment", environment)?;
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            builder = builder.set_override("database.url", url)?;
+        }
+        let settings: Self = builder
+            .build()?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The folder with `base.yaml`: `APP_CONFIGURATION_DIR`, else `configuration/` beside the
+    /// crate (a checkout), else `configuration/` in the working directory.
+    pub fn default_dir() -> PathBuf {
+        if let Ok(dir) = std::env::var("APP_CONFIGURATION_DIR") {
+            return PathBuf::from(dir);
+        }
+        let beside_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join("configuration");
+        if beside_crate.join("base.yaml").exists() {
+            beside_crate
+        } else {
+            PathBuf::from("configuration")
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.commands.max_attempts == 0 {
+            bail!("commands.max_attempts (APP_COMMANDS__MAX_ATTEMPTS) must be at least 1");
+        }
+        let keys = [
+            (
+                "secrets.lookup_key (APP_SECRETS__LOOKUP_KEY)",
+                &self.secrets.lookup_key,
+            ),
+            (
+                "secrets.token_key (APP_SECRETS__TOKEN_KEY)",
+                &self.secrets.token_key,
+            ),
+            (
+                "secrets.code_key (APP_SECRETS__CODE_KEY)",
+                &self.secrets.code_key,
+            ),
+        ];
+        for (name, key) in keys {
+            let key = key.expose_secret();
+            if self.application.environment == Environment::Production {
+                if key.contains(DEVELOPMENT_KEY_MARKER) {
+                    bail!("{name} still has its development value; set it for production");
+                }
+                if key.len() < MIN_KEY_BYTES {
+                    bail!("{name} must be at least {MIN_KEY_BYTES} bytes in production");
+                }
+            }
+            if key.is_empty() {
+                bail!("{name} is empty");
+            }
+        }
+        if self.application.environment == Environment::Production
+            && self.database.url.expose_secret().is_empty()
+        {
+            bail!(
+                "database.url (DATABASE_URL) must be set in production; the embedded database is for development"
+            );
+        }
+        Ok(())
+    }
+}

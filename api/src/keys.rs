@@ -1,0 +1,233 @@
+//! Keyed hashes and password hashing: e-mail lookup keys, set-password link secrets, SMS code
+//! hashes (HMAC-SHA-256), and argon2id password verifiers.
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use domain::ids::{PasswordTokenId, SignInId, UserId};
+use domain::values::{CodeHash, EmailAddress, EmailKey};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A domain-separated HMAC-SHA-256 key, keyed once at start-up.
+#[derive(Clone)]
+struct KeyedHash {
+    keyed: HmacSha256,
+}
+
+/// A key HMAC cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("the key cannot be used for HMAC-SHA-256")]
+pub struct InvalidKey;
+
+impl KeyedHash {
+    fn new(key: &SecretString, purpose: &[u8]) -> Result<Self, InvalidKey> {
+        let mut keyed =
+            HmacSha256::new_from_slice(key.expose_secret().as_bytes()).map_err(|_| InvalidKey)?;
+        keyed.update(purpose);
+        keyed.update(&[0]);
+        Ok(Self { keyed })
+    }
+
+    fn mac_over(&self, parts: &[&[u8]]) -> HmacSha256 {
+        let mut mac = self.keyed.clone();
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
+    fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
+        self.mac_over(parts).finalize().into_bytes().into()
+    }
+
+    fn verify(&self, parts: &[&[u8]], expected_hex: &str) -> bool {
+        hex::decode(expected_hex)
+            .is_ok_and(|expected| self.mac_over(parts).verify_slice(&expected).is_ok())
+    }
+}
+
+/// Computes the platform-wide lookup key of an e-mail address.
+#[derive(Clone)]
+pub struct EmailLookup(KeyedHash);
+
+impl EmailLookup {
+    /// A lookup under `key`.
+    ///
+    /// # Errors
+    /// [`InvalidKey`].
+    pub fn new(key: &SecretString) -> Result<Self, InvalidKey> {
+        KeyedHash::new(key, b"finteqx/email-lookup/v1").map(Self)
+    }
+
+    /// The keyed hash of the canonical address.
+    pub fn key_for(&self, email: &EmailAddress) -> EmailKey {
+        EmailKey::from_digest(&self.0.digest(&[email.to_string().as_bytes()]))
+    }
+}
+
+/// Issues and checks the secret of set-password links. The secret is derived from the token id,
+/// so it is never stored: the e-mail worker derives it again (ADR-0008).
+#[derive(Clone)]
+pub struct PasswordTokens(KeyedHash);
+
+impl PasswordTokens {
+    /// Tokens under `key`.
+    ///
+    /// # Errors
+    /// [`InvalidKey`].
+    pub fn new(key: &SecretString) -> Result<Self, InvalidKey> {
+        KeyedHash::new(key, b"finteqx/set-password-token/v1").map(Self)
+    }
+
+    /// The secret to put in the link: `{user id}.{token id}.{mac}`.
+    pub fn secret_for(&self, user_id: UserId, token_id: PasswordTokenId) -> String {
+        let user = user_id.as_uuid().simple().to_string();
+        let token = token_id.as_uuid().simple().to_string();
+        let mac = hex::encode(self.0.digest(&[user.as_bytes(), token.as_bytes()]));
+        format!("{user}.{token}.{mac}")
+    }
+
+    /// The user and token inside a presented secret, if the secret is authentic.
+    pub fn verify(&self, secret: &str) -> Option<(UserId, PasswordTokenId)> {
+        let mut parts = secret.splitn(3, '.');
+        let (user, token, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        let user_uuid = Uuid::try_parse(user)
+            .ok()
+            .filter(|id| id.simple().to_string() == user)?;
+        let token_uuid = Uuid::try_parse(token)
+            .ok()
+            .filter(|id| id.simple().to_string() == token)?;
+        self.0
+            .verify(&[user.as_bytes(), token.as_bytes()], mac)
+            .then(|| {
+                (
+                    UserId::from_uuid(user_uuid),
+                    PasswordTokenId::from_uuid(token_uuid),
+                )
+            })
+    }
+}
+
+/// Hashes SMS codes, bound to their sign-in attempt.
+#[derive(Clone)]
+pub struct CodeHasher(KeyedHash);
+
+impl CodeHasher {
+    /// Hashes under `key`.
+    ///
+    /// # Errors
+    /// [`InvalidKey`].
+    pub fn new(key: &SecretString) -> Result<Self, InvalidKey> {
+        KeyedHash::new(key, b"finteqx/sms-code/v1").map(Self)
+    }
+
+    /// The keyed hash of `code` within `sign_in_id`.
+    pub fn hash(&self, sign_in_id: SignInId, code: &str) -> CodeHash {
+        CodeHash::from_digest(
+            &self
+                .0
+                .digest(&[sign_in_id.as_uuid().as_bytes(), code.as_bytes()]),
+        )
+    }
+}
+
+/// Password hashing with argon2id (OWASP parameters are the crate defaults: m=19 MiB, t=2, p=1).
+#[derive(Clone, Default)]
+pub struct PasswordHashing;
+
+/// Hashing failed (should not happen with the default parameters).
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashingError(String);
+
+impl PasswordHashing {
+    /// The PHC string of a new password. CPU-heavy: call from `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`HashingError`] if argon2 refuses its parameters.
+    pub fn hash(&self, password: &SecretString) -> Result<String, HashingError> {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.expose_secret().as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| HashingError(e.to_string()))
+    }
+
+    /// Whether `password` matches the PHC string. CPU-heavy: call from `spawn_blocking`.
+    pub fn verify(&self, password: &SecretString, phc: &str) -> bool {
+        PasswordHash::new(phc).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.expose_secret().as_bytes(), &hash)
+                .is_ok()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    impl EmailLookup {
+        fn test(k: &str) -> Self {
+            Self::new(&key(k)).unwrap()
+        }
+    }
+
+    #[test]
+    fn email_lookup_is_keyed_and_case_insensitive_through_normalisation() {
+        let lookup = EmailLookup::test("k1");
+        let a = lookup.key_for(&EmailAddress::parse("Anne@Contoso.com").unwrap());
+        let b = lookup.key_for(&EmailAddress::parse("anne@contoso.com").unwrap());
+        let other_key =
+            EmailLookup::test("k2").key_for(&EmailAddress::parse("anne@contoso.com").unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, other_key);
+    }
+
+    #[test]
+    fn password_token_secrets_verify_only_untampered() {
+        let tokens = PasswordTokens::new(&key("k")).unwrap();
+        let user = UserId::from_uuid(Uuid::from_u128(7));
+        let id = PasswordTokenId::from_uuid(Uuid::from_u128(77));
+        let secret = tokens.secret_for(user, id);
+        assert_eq!(tokens.verify(&secret), Some((user, id)));
+        let mut tampered = secret.clone();
+        tampered.replace_range(0..1, if secret.starts_with('0') { "1" } else { "0" });
+        assert_eq!(tokens.verify(&tampered), None);
+        assert_eq!(
+            PasswordTokens::new(&key("other")).unwrap().verify(&secret),
+            None
+        );
+        assert_eq!(tokens.verify("garbage"), None);
+    }
+
+    #[test]
+    fn code_hashes_bind_the_attempt() {
+        let hasher = CodeHasher::new(&key("k")).unwrap();
+        let a = SignInId::from_uuid(Uuid::from_u128(1));
+        let b = SignInId::from_uuid(Uuid::from_u128(2));
+        assert!(hasher.hash(a, "123456").matches(&hasher.hash(a, "123456")));
+        assert!(!hasher.hash(a, "123456").matches(&hasher.hash(b, "123456")));
+        assert!(!hasher.hash(a, "123456").matches(&hasher.hash(a, "123457")));
+    }
+
+    #[test]
+    fn argon2id_verifies_the_right_password_only() {
+        let hashing = PasswordHashing;
+        let phc = hashing.hash(&key("correct horse battery staple")).unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(hashing.verify(&key("correct horse battery staple"), &phc));
+        assert!(!hashing.verify(&key("Correct horse battery staple"), &phc));
+    }
+}

@@ -1,0 +1,13 @@
+//! The FinteQX Access service: composition root, HTTP API, configuration, adapters, workers and
+//! the operator CLI. The only crate that knows about configuration, secrets and the network.
+
+pub mod application;
+pub mod cli;
+pub mod clock;
+pub mod configuration;
+pub mod embedded_postgres;
+pub mod executor;
+pub mod keys;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

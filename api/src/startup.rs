@@ -1,0 +1,180 @@
+//! Building the application: database (configured or embedded), migrations, state, listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::TcpListener;
+
+use crate::application::{Commands, Keys};
+use crate::clock::SystemClock;
+use crate::configuration::Settings;
+use crate::embedded_postgres::{self, EmbeddedPostgres};
+use crate::keys::{CodeHasher, EmailLookup, PasswordTokens};
+
+/// The migrations of `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub pool: PgPool,
+    /// The write side.
+    pub commands: Arc<Commands>,
+}
+
+/// A database connection: a pool, and the embedded server behind it if one was started.
+pub struct Database {
+    /// The pool.
+    pub pool: PgPool,
+    /// The embedded server, to stop on shutdown.
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Connects to the configured database, or starts the embedded one, and migrates it.
+    ///
+    /// # Errors
+    /// When the database cannot be reached, started or migrated.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let (options, embedded) = if settings.database.url.expose_secret().is_empty() {
+            let dir = if settings.database.embedded_dir.is_empty() {
+                embedded_postgres::default_dir()?
+            } else {
+                settings.database.embedded_dir.clone().into()
+            };
+            let bindir = (!settings.database.postgres_bindir.is_empty())
+                .then(|| std::path::PathBuf::from(&settings.database.postgres_bindir));
+            let server = EmbeddedPostgres::start(&dir, bindir.as_deref()).await?;
+            server.ensure_database().await?;
+            (
+                server.connect_options(embedded_postgres::DATABASE_NAME),
+                Some(server),
+            )
+        } else {
+            let options: PgConnectOptions = settings
+                .database
+                .url
+                .expose_secret()
+                .parse()
+                .context("database.url (DATABASE_URL) is not a PostgreSQL URL")?;
+            (options, None)
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
+            .connect_with(options)
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        MIGRATOR.run(&pool).await.context("migrations failed")?;
+        Ok(Self { pool, embedded })
+    }
+
+    /// Closes the pool and stops the embedded server, if any.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(server) = self.embedded
+            && let Err(error) = server.stop().await
+        {
+            tracing::warn!(error = %error, "the embedded PostgreSQL did not stop cleanly");
+        }
+    }
+}
+
+/// Builds the write side from settings and a pool.
+///
+/// # Errors
+/// When a key cannot be used.
+pub fn build_commands(settings: &Settings, pool: PgPool) -> anyhow::Result<Commands> {
+    let keys = Keys {
+        email_lookup: EmailLookup::new(&settings.secrets.lookup_key)
+            .context("secrets.lookup_key")?,
+        password_tokens: PasswordTokens::new(&settings.secrets.token_key)
+            .context("secrets.token_key")?,
+        codes: CodeHasher::new(&settings.secrets.code_key).context("secrets.code_key")?,
+    };
+    Ok(Commands::new(
+        pool,
+        settings.commands.max_attempts,
+        keys,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// The service, bound to its port.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds the listener and builds the state on an open database.
+    ///
+    /// # Errors
+    /// When the port cannot be bound or a key cannot be used.
+    pub async fn build(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+        let address = format!(
+            "{}:{}",
+            settings.application.host, settings.application.port
+        );
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let commands = Arc::new(build_commands(settings, pool.clone())?);
+        Ok(Self {
+            listener,
+            state: AppState { pool, commands },
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    ///
+    /// # Errors
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = crate::routes::router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

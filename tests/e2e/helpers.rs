@@ -1,0 +1,149 @@
+//! Test harness: a fresh, migrated database per test, the write side on it, and the service on a
+//! random port.
+
+use std::sync::LazyLock;
+
+use chrono::Utc;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use api::application::Commands;
+use api::configuration::Settings;
+use api::executor::CommandContext;
+use api::startup::{Application, MIGRATOR, build_commands};
+use domain::ids::TenantId;
+use domain::metadata::ActorRole;
+use domain::values::{DisplayName, Locale};
+
+/// The server the tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        let subscriber = api::telemetry::get_subscriber("debug,sqlx=warn", false, std::io::stdout);
+        api::telemetry::init_subscriber(subscriber).unwrap();
+    }
+});
+
+/// A fresh database with every migration applied. Test databases are named `finteqx_test_*`;
+/// the test script drops leftovers of earlier runs.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        LazyLock::force(&TRACING);
+        let name = format!("finteqx_test_{}", Uuid::new_v4().simple());
+        let server = server_url();
+        let mut admin = PgConnection::connect(&server)
+            .await
+            .expect("PostgreSQL must run; see README");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let url = replace_database(&server, &name);
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .connect(&url)
+            .await
+            .unwrap();
+        MIGRATOR.run(&pool).await.unwrap();
+        Self { pool, url }
+    }
+
+    /// The settings the service would use on this database.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::load(&Settings::default_dir()).unwrap();
+        settings.database.url = self.url.clone().into();
+        settings.application.port = 0;
+        settings
+    }
+
+    /// The write side on this database.
+    pub fn commands(&self) -> Commands {
+        build_commands(&self.settings(), self.pool.clone()).unwrap()
+    }
+
+    /// The write side with another retry budget.
+    pub fn commands_with_attempts(&self, max_attempts: u32) -> Commands {
+        let mut settings = self.settings();
+        settings.commands.max_attempts = max_attempts;
+        build_commands(&settings, self.pool.clone()).unwrap()
+    }
+
+    /// Rows in the event log.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Starts the service on a random port and returns its base URL.
+    pub async fn spawn_app(&self) -> String {
+        let application = Application::build(&self.settings(), self.pool.clone())
+            .await
+            .unwrap();
+        let address = application.local_addr().unwrap();
+        tokio::spawn(application.run_until(std::future::pending()));
+        format!("http://{address}")
+    }
+}
+
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
+    let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    match query {
+        Some(query) => format!("{prefix}/{database}?{query}"),
+        None => format!("{prefix}/{database}"),
+    }
+}
+
+/// A context as an administrator of `tenant_id` would send it.
+pub fn admin(tenant_id: TenantId) -> CommandContext {
+    CommandContext {
+        actor_id: format!("admin-of-{tenant_id}"),
+        actor_role: ActorRole::Administrator,
+        on_behalf_of: None,
+        tenant_id: Some(tenant_id),
+        correlation_id: Uuid::new_v4().to_string(),
+        occurred_at: Utc::now(),
+    }
+}
+
+/// A context as the operator CLI sends it.
+pub fn operator() -> CommandContext {
+    CommandContext {
+        actor_id: "cli".to_owned(),
+        actor_role: ActorRole::Operator,
+        on_behalf_of: None,
+        tenant_id: None,
+        correlation_id: Uuid::new_v4().to_string(),
+        occurred_at: Utc::now(),
+    }
+}
+
+/// Registers a new tenant and returns its id.
+pub async fn register_tenant(commands: &Commands, name: &str) -> TenantId {
+    let tenant_id = TenantId::from_uuid(Uuid::now_v7());
+    commands
+        .register_tenant(
+            &operator(),
+            tenant_id,
+            DisplayName::parse(name).unwrap(),
+            Locale::Nl,
+        )
+        .await
+        .unwrap();
+    tenant_id
+}
