@@ -2,6 +2,14 @@
 -- plus three additive columns for catch-up readers (ADR-0006). postgres-es names its columns
 -- explicitly, so the extra columns with defaults do not disturb it. No `snapshots` table: the
 -- snapshot and aggregate stores of cqrs-es 0.5.0 apply events twice and are not used (ADR-0002).
+-- The tenant and user an event belongs to, read from its payload ({"Variant": {"tenant_id": ..}}).
+-- IMMUTABLE so that they can feed generated columns and indexes.
+CREATE FUNCTION event_payload_uuid(payload jsonb, field text) RETURNS uuid
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+SELECT (value ->> field)::uuid FROM jsonb_each(payload) LIMIT 1
+$$;
+
 CREATE TABLE events
 (
     -- The aggregate's frozen TYPE constant: tenant, user, domain_claim, email_claim, sign_in.
@@ -27,6 +35,10 @@ CREATE TABLE events
     tx_id           xid8        NOT NULL DEFAULT pg_current_xact_id(),
     -- When the row was written, by the database clock.
     recorded_at     timestamptz NOT NULL DEFAULT now(),
+    -- The tenant and user of the event, for auditors' and support's filters; NULL where the
+    -- payload has none. Derived, never written by postgres-es.
+    tenant_id       uuid GENERATED ALWAYS AS (event_payload_uuid(payload, 'tenant_id')) STORED,
+    user_id         uuid GENERATED ALWAYS AS (event_payload_uuid(payload, 'user_id')) STORED,
     PRIMARY KEY (aggregate_type, aggregate_id, sequence),
     -- One position per event.
     CONSTRAINT events_global_position_key UNIQUE (global_position)
@@ -35,8 +47,9 @@ CREATE TABLE events
 -- The commit-safe reading order of projectors and auditors.
 CREATE INDEX events_tx_position ON events (tx_id, global_position);
 
--- A tenant's history, in order, for auditors and support.
-CREATE INDEX events_tenant_position ON events ((metadata ->> 'tenant_id'), global_position);
+-- A tenant's (and a user's) history in commit-safe order, for auditors and support.
+CREATE INDEX events_tenant_order ON events (tenant_id, tx_id, global_position);
+CREATE INDEX events_user_order ON events (user_id, tx_id, global_position) WHERE user_id IS NOT NULL;
 
 -- The log is append-only: rows are never updated or deleted, and the table is never truncated.
 -- Erasure destroys keys, not events (spec §4).

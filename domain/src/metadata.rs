@@ -93,6 +93,12 @@ impl FromStr for ActorRole {
 #[error("unknown actor role")]
 pub struct UnknownActorRole;
 
+/// A command's name as recorded in [`CAUSATION_COMMAND`]: the spec's verb, verbatim.
+pub trait NamedCommand {
+    /// The command's name, for example `LinkUserToEntra`.
+    fn command_name(&self) -> &'static str;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,10 +114,4 @@ mod tests {
         }
         assert_eq!("root".parse::<ActorRole>(), Err(UnknownActorRole));
     }
-}
-
-/// A command's name as recorded in [`CAUSATION_COMMAND`]: the spec's verb, verbatim.
-pub trait NamedCommand {
-    /// The command's name, for example `LinkUserToEntra`.
-    fn command_name(&self) -> &'static str;
 }

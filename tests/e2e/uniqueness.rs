@@ -40,11 +40,7 @@ async fn one_email_racing_into_two_tenants_has_exactly_one_winner() {
         );
         let winners = [a.is_ok(), b.is_ok()].iter().filter(|won| **won).count();
         assert_eq!(winners, 1, "round {round}: {a:?} / {b:?}");
-        let loser = if a.is_ok() {
-            b.unwrap_err()
-        } else {
-            a.unwrap_err()
-        };
+        let loser = a.err().or(b.err()).unwrap();
         assert!(
             matches!(loser, CommandError::EmailClaim(EmailClaimError::EmailTaken)),
             "round {round}: {loser:?}"
@@ -80,11 +76,7 @@ async fn one_domain_racing_into_two_tenants_has_exactly_one_winner() {
             1,
             "round {round}"
         );
-        let loser = if a.is_ok() {
-            b.unwrap_err()
-        } else {
-            a.unwrap_err()
-        };
+        let loser = a.err().or(b.err()).unwrap();
         assert!(
             matches!(
                 loser,

@@ -203,6 +203,15 @@ impl cqrs_es::DomainEvent for DomainClaimEvent {
     }
 }
 
+impl crate::metadata::NamedCommand for DomainClaimCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Self::ClaimDomain { .. } => "ClaimDomain",
+            Self::ReleaseDomain { .. } => "ReleaseDomain",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use cqrs_es::test::TestFramework;
@@ -314,14 +323,5 @@ mod tests {
                 domain: domain("contoso.com"),
                 entra_tenant_id: entra_tenant(3),
             }]);
-    }
-}
-
-impl crate::metadata::NamedCommand for DomainClaimCommand {
-    fn command_name(&self) -> &'static str {
-        match self {
-            Self::ClaimDomain { .. } => "ClaimDomain",
-            Self::ReleaseDomain { .. } => "ReleaseDomain",
-        }
     }
 }

@@ -176,6 +176,15 @@ impl cqrs_es::DomainEvent for EmailClaimEvent {
     }
 }
 
+impl crate::metadata::NamedCommand for EmailClaimCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Self::ClaimEmail { .. } => "ClaimEmail",
+            Self::ReleaseEmail { .. } => "ReleaseEmail",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use cqrs_es::test::TestFramework;
@@ -288,14 +297,5 @@ mod tests {
                 user_id: other_user(),
             })
             .then_expect_error(EmailClaimError::NotHeldByUser);
-    }
-}
-
-impl crate::metadata::NamedCommand for EmailClaimCommand {
-    fn command_name(&self) -> &'static str {
-        match self {
-            Self::ClaimEmail { .. } => "ClaimEmail",
-            Self::ReleaseEmail { .. } => "ReleaseEmail",
-        }
     }
 }

@@ -329,7 +329,7 @@ mod linking {
         events.into_iter().for_each(|event| user.evolve(event));
         let account = user.account().unwrap();
         assert_eq!(account.credential, None);
-        assert_eq!(account.sign_in_facts(false).has_password, false);
+        assert!(!account.sign_in_facts(false).has_password);
     }
 }
 
