@@ -7,6 +7,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use projections::runner::{ProjectorStatus, statuses};
+
 use crate::startup::AppState;
 
 /// The router of the whole service.
@@ -21,30 +23,37 @@ pub fn router(state: AppState) -> Router {
 struct Health {
     status: &'static str,
     database: &'static str,
+    projectors: Vec<ProjectorStatus>,
 }
 
-/// `GET /health`: 200 when the service and its database answer, 503 otherwise.
+/// `GET /health`: 200 when the database answers and no projector is stopped; 503 otherwise,
+/// naming the stopped projector and the event it stopped at.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&state.pool)
-        .await
-    {
-        Ok(_) => (
+    match statuses(&state.pool).await {
+        Ok(projectors) if projectors.iter().any(|p| p.stopped.is_some()) => {
+            let body = Health {
+                status: "degraded",
+                database: "ok",
+                projectors,
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+        }
+        Ok(projectors) => (
             StatusCode::OK,
             Json(Health {
                 status: "ok",
                 database: "ok",
+                projectors,
             }),
         ),
         Err(error) => {
             tracing::warn!(error = %error, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "unavailable",
-                    database: "unavailable",
-                }),
-            )
+            let body = Health {
+                status: "unavailable",
+                database: "unavailable",
+                projectors: Vec::new(),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
         }
     }
 }

@@ -147,3 +147,52 @@ pub async fn register_tenant(commands: &Commands, name: &str) -> TenantId {
         .unwrap();
     tenant_id
 }
+
+impl TestDb {
+    /// Brings every projection up to the end of the log. Transactions of parallel tests on the
+    /// same server can hold events back for a moment (ADR-0006), so this retries until every
+    /// projector has passed the last committed event.
+    pub async fn run_projections(&self) -> usize {
+        let last: Option<i64> = sqlx::query_scalar("SELECT max(global_position) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut applied = 0;
+        loop {
+            applied += ::projections::run_all_to_end(&self.pool).await.unwrap();
+            let Some(last) = last else { return applied };
+            let mut passed = true;
+            for name in ::projections::PROJECTORS {
+                passed &= ::projections::runner::wait_for(
+                    &self.pool,
+                    name,
+                    last,
+                    std::time::Duration::ZERO,
+                )
+                .await
+                .unwrap();
+            }
+            if passed {
+                return applied;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "projections did not reach position {last}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Asserts that every projection rebuilt from scratch equals its live tables.
+    pub async fn assert_projections_verify(&self) {
+        for name in ::projections::PROJECTORS {
+            let report = ::projections::verify_named(&self.pool, name).await.unwrap();
+            assert!(
+                report.is_equal(),
+                "{name}: rebuild differs from live: {:#?}",
+                report.differences
+            );
+        }
+    }
+}

@@ -5,9 +5,11 @@
 
 mod helpers;
 
+mod audit;
 mod bad_input;
 mod concurrency;
 mod embedded_database;
 mod passwords;
 mod persistence;
+mod read_models;
 mod uniqueness;

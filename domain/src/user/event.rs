@@ -66,6 +66,8 @@ pub enum UserEvent {
         entra_tenant_id: EntraTenantId,
         /// A password existed and was removed.
         password_removed: bool,
+        /// Created as an Entra user, or linked later through `LinkDomainUsers`.
+        origin: LinkOrigin,
     },
     /// The account signs in with a password (+ SMS) again; all its data is kept.
     UserUnlinkedFromEntra {
@@ -139,6 +141,16 @@ pub enum UserMethod {
     Sms,
     /// Microsoft Entra ID.
     EntraId,
+}
+
+/// Why an account was linked to Entra ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkOrigin {
+    /// The administrator created the user with Entra ID (the welcome mail explains it).
+    CreatedWithEntra,
+    /// `LinkDomainUsers` linked an existing user (the link mail explains it).
+    DomainLink,
 }
 
 /// Which message carries a set-password link.

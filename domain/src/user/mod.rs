@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{NewUserMethod, PasswordTokenGrant, UserCommand};
 pub use error::UserError;
-pub use event::{PasswordTokenPurpose, UserEvent, UserMethod};
+pub use event::{LinkOrigin, PasswordTokenPurpose, UserEvent, UserMethod};
 
 use crate::TenantScoped;
 use crate::aggregate::impl_aggregate;
@@ -379,6 +379,7 @@ fn create_user(
                 domain: binding.domain,
                 entra_tenant_id: binding.entra_tenant_id,
                 password_removed: false,
+                origin: LinkOrigin::CreatedWithEntra,
             }
         }
     };
@@ -442,6 +443,7 @@ fn link(
         domain: binding.domain,
         entra_tenant_id: binding.entra_tenant_id,
         password_removed: account.credential.is_some(),
+        origin: LinkOrigin::DomainLink,
     }])
 }
 

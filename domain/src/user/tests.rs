@@ -77,6 +77,18 @@ fn linked(password_removed: bool) -> UserEvent {
         domain: domain("contoso.com"),
         entra_tenant_id: entra_tenant(1),
         password_removed,
+        origin: LinkOrigin::DomainLink,
+    }
+}
+
+fn created_linked() -> UserEvent {
+    UserEvent::UserLinkedToEntra {
+        tenant_id: tenant_id(),
+        user_id: user_id(),
+        domain: domain("contoso.com"),
+        entra_tenant_id: entra_tenant(1),
+        password_removed: false,
+        origin: LinkOrigin::CreatedWithEntra,
     }
 }
 
@@ -120,7 +132,7 @@ mod create_user {
             )))
             .then_expect_events(vec![
                 created("anne@contoso.com", UserMethod::EntraId),
-                linked(false),
+                created_linked(),
             ]);
     }
 

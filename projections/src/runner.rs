@@ -1,0 +1,475 @@
+//! The catch-up runner shared by every projector (ADR-0010).
+//!
+//! A batch is one transaction: lock the projector's checkpoint row (`FOR UPDATE SKIP LOCKED`, so
+//! one instance at a time), read the next events in commit-safe order (ADR-0006), apply their row
+//! changes, advance the checkpoint, commit. A crash anywhere loses and duplicates nothing. An
+//! event that cannot be applied stops its projector with the reason recorded on the checkpoint
+//! row; it is never skipped.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+
+use crate::envelope::{EVENT_COLUMNS, Envelope, EventRow, LogPosition};
+
+/// A read model built from the log.
+pub trait Projector: Send + Sync + 'static {
+    /// Frozen name: the key of its checkpoint row.
+    const NAME: &'static str;
+    /// The tables it owns, all written only by it.
+    const TABLES: &'static [&'static str];
+    /// One row change.
+    type Change: Send;
+
+    /// The row changes an event calls for. Pure and dumb: the event carries the data.
+    fn changes(event: &Envelope) -> Vec<Self::Change>;
+
+    /// Executes one change. Table names are unqualified, so that a rebuild can aim the same SQL
+    /// at scratch tables through `search_path`.
+    fn write(
+        connection: &mut PgConnection,
+        change: Self::Change,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+/// Events per batch transaction.
+pub const BATCH_SIZE: i64 = 500;
+/// How long a runner sleeps when no notification wakes it.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The channel the events table's trigger notifies on commit.
+pub const EVENTS_CHANNEL: &str = "events_appended";
+
+/// What one batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Applied this many events; the checkpoint is now `checkpoint`.
+    Applied {
+        /// Events applied.
+        events: usize,
+        /// The new checkpoint.
+        checkpoint: LogPosition,
+    },
+    /// Nothing new to apply.
+    CaughtUp,
+    /// Another instance is applying a batch of this projector right now.
+    Busy,
+    /// The projector is stopped at a poisoned event.
+    Stopped {
+        /// Why, as recorded.
+        reason: String,
+    },
+}
+
+/// Why a projector did not advance.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The database failed; the batch was rolled back and will be retried.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// An event could not be applied; the projector is stopped there.
+    #[error("projector {projector} stopped at event {position}: {reason}")]
+    Poisoned {
+        /// The projector.
+        projector: String,
+        /// The event's global position.
+        position: i64,
+        /// Why.
+        reason: String,
+    },
+    /// No checkpoint row: the projector is unknown to the database.
+    #[error("no checkpoint for projector {0}")]
+    UnknownProjector(String),
+}
+
+/// Where a batch writes: the live tables, or scratch tables in another schema (rebuild, verify),
+/// optionally not beyond a position.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub checkpoint: String,
+    pub schema: Option<String>,
+    pub until: Option<LogPosition>,
+}
+
+impl Target {
+    pub(crate) fn live<P: Projector>() -> Self {
+        Self {
+            checkpoint: P::NAME.to_owned(),
+            schema: None,
+            until: None,
+        }
+    }
+}
+
+enum BatchError {
+    Database(sqlx::Error),
+    /// `applied_before` events of the batch preceded the poisoned one.
+    Poisoned {
+        position: i64,
+        reason: String,
+        applied_before: i64,
+    },
+    Unknown,
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+/// Applies one batch of `P` to the live tables.
+///
+/// # Errors
+/// [`ProjectionError::Poisoned`] when an event cannot be applied (the projector is then stopped),
+/// [`ProjectionError::Database`] on a database failure (nothing was applied).
+pub async fn run_batch<P: Projector>(pool: &PgPool) -> Result<BatchOutcome, ProjectionError> {
+    run_batch_into::<P>(pool, &Target::live::<P>()).await
+}
+
+/// Applies batches of `P` until it has caught up (or is busy elsewhere, or stopped).
+///
+/// # Errors
+/// As [`run_batch`].
+pub async fn run_to_end<P: Projector>(pool: &PgPool) -> Result<usize, ProjectionError> {
+    let mut applied = 0;
+    while let BatchOutcome::Applied { events, .. } = run_batch::<P>(pool).await? {
+        applied += events;
+    }
+    Ok(applied)
+}
+
+pub(crate) async fn run_batch_into<P: Projector>(
+    pool: &PgPool,
+    target: &Target,
+) -> Result<BatchOutcome, ProjectionError> {
+    let mut transaction = pool.begin().await?;
+    match apply_batch::<P>(&mut transaction, target, BATCH_SIZE).await {
+        Ok(outcome) => {
+            transaction.commit().await?;
+            Ok(outcome)
+        }
+        Err(BatchError::Database(error)) => Err(error.into()),
+        Err(BatchError::Unknown) => {
+            Err(ProjectionError::UnknownProjector(target.checkpoint.clone()))
+        }
+        Err(BatchError::Poisoned { applied_before, .. }) if applied_before > 0 => {
+            // Apply everything before the poisoned event; the next batch starts at it.
+            transaction.rollback().await?;
+            let mut transaction = pool.begin().await?;
+            match apply_batch::<P>(&mut transaction, target, applied_before).await {
+                Ok(outcome) => {
+                    transaction.commit().await?;
+                    Ok(outcome)
+                }
+                Err(BatchError::Database(error)) => Err(error.into()),
+                Err(_) => Err(ProjectionError::Database(sqlx::Error::Protocol(
+                    "the log changed under a batch".to_owned(),
+                ))),
+            }
+        }
+        Err(BatchError::Poisoned {
+            position, reason, ..
+        }) => {
+            transaction.rollback().await?;
+            record_stop(pool, &target.checkpoint, position, &reason).await?;
+            tracing::error!(projector = %target.checkpoint, event.position = position, reason = %reason, "projector stopped at an event it cannot apply");
+            Err(ProjectionError::Poisoned {
+                projector: target.checkpoint.clone(),
+                position,
+                reason,
+            })
+        }
+    }
+}
+
+/// Applies batches on an open transaction until caught up, for the rebuild swap.
+pub(crate) async fn catch_up_on<P: Projector>(
+    connection: &mut PgConnection,
+    target: &Target,
+) -> Result<(), ProjectionError> {
+    loop {
+        match apply_batch::<P>(connection, target, BATCH_SIZE).await {
+            Ok(BatchOutcome::Applied { .. }) => {}
+            Ok(BatchOutcome::Stopped { reason }) => {
+                return Err(ProjectionError::Poisoned {
+                    projector: target.checkpoint.clone(),
+                    position: 0,
+                    reason,
+                });
+            }
+            Ok(_) => return Ok(()),
+            Err(BatchError::Database(error)) => return Err(error.into()),
+            Err(BatchError::Unknown) => {
+                return Err(ProjectionError::UnknownProjector(target.checkpoint.clone()));
+            }
+            Err(BatchError::Poisoned {
+                position, reason, ..
+            }) => {
+                return Err(ProjectionError::Poisoned {
+                    projector: target.checkpoint.clone(),
+                    position,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+async fn apply_batch<P: Projector>(
+    connection: &mut PgConnection,
+    target: &Target,
+    limit: i64,
+) -> Result<BatchOutcome, BatchError> {
+    if let Some(schema) = &target.schema {
+        // `schema` is built from a projector's constant name, never from input.
+        sqlx::query(&format!("SET LOCAL search_path TO {schema}, public"))
+            .execute(&mut *connection)
+            .await?;
+    }
+    let checkpoint: Option<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT last_tx::text, last_position, stop_reason FROM public.projector_checkpoints \
+         WHERE name = $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(&target.checkpoint)
+    .fetch_optional(&mut *connection)
+    .await?;
+    let Some((last_tx, last_position, stop_reason)) = checkpoint else {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM public.projector_checkpoints WHERE name = $1)",
+        )
+        .bind(&target.checkpoint)
+        .fetch_one(&mut *connection)
+        .await?;
+        return if exists {
+            Ok(BatchOutcome::Busy)
+        } else {
+            Err(BatchError::Unknown)
+        };
+    };
+    if let Some(reason) = stop_reason {
+        return Ok(BatchOutcome::Stopped { reason });
+    }
+    let until = target.until.map(|at| (at.tx_id.to_string(), at.position));
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM public.events \
+         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND ($4::text IS NULL OR (tx_id, global_position) <= ($4::text::xid8, $5)) \
+         ORDER BY tx_id, global_position LIMIT $3"
+    ))
+    .bind(&last_tx)
+    .bind(last_position)
+    .bind(limit)
+    .bind(until.as_ref().map(|(tx, _)| tx.as_str()))
+    .bind(until.as_ref().map_or(0, |(_, position)| *position))
+    .fetch_all(&mut *connection)
+    .await?;
+    let Some(last) = rows.last() else {
+        return Ok(BatchOutcome::CaughtUp);
+    };
+    let (new_tx, new_position) = (last.tx_id.clone(), last.global_position);
+    let events = rows.len();
+    for (applied_before, row) in (0_i64..).zip(rows) {
+        let position = row.global_position;
+        let poisoned = |reason: String| BatchError::Poisoned {
+            position,
+            reason,
+            applied_before,
+        };
+        let envelope = row.decode().map_err(|error| poisoned(error.to_string()))?;
+        for change in P::changes(&envelope) {
+            P::write(connection, change)
+                .await
+                .map_err(|error| classify(error, poisoned))?;
+        }
+    }
+    sqlx::query("UPDATE public.projector_checkpoints SET last_tx = $2::text::xid8, last_position = $3 WHERE name = $1")
+        .bind(&target.checkpoint)
+        .bind(&new_tx)
+        .bind(new_position)
+        .execute(&mut *connection)
+        .await?;
+    let tx_id = new_tx.parse().unwrap_or_default();
+    Ok(BatchOutcome::Applied {
+        events,
+        checkpoint: LogPosition {
+            tx_id,
+            position: new_position,
+        },
+    })
+}
+
+/// A constraint or data error is the event's fault (poison); anything else is the database's
+/// (retry).
+fn classify(error: sqlx::Error, poisoned: impl FnOnce(String) -> BatchError) -> BatchError {
+    let is_poison = matches!(&error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")));
+    if is_poison {
+        poisoned(error.to_string())
+    } else {
+        BatchError::Database(error)
+    }
+}
+
+async fn record_stop(
+    pool: &PgPool,
+    checkpoint: &str,
+    position: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE public.projector_checkpoints SET stopped_at = now(), stopped_position = $2, stop_reason = $3 WHERE name = $1",
+    )
+    .bind(checkpoint)
+    .bind(position)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Clears a projector's stop so it retries the event it stopped at (after a fix was deployed).
+///
+/// # Errors
+/// A database error.
+pub async fn resume(pool: &PgPool, projector: &str) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE projector_checkpoints SET stopped_at = NULL, stopped_position = NULL, stop_reason = NULL WHERE name = $1",
+    )
+    .bind(projector)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Runs `P` until `shutdown` completes: drains the log, then sleeps until a commit notifies
+/// [`EVENTS_CHANNEL`] or [`POLL_INTERVAL`] passes.
+pub async fn run_until<P: Projector>(pool: PgPool, shutdown: impl Future<Output = ()> + Send) {
+    let mut listener = match PgListener::connect_with(&pool).await {
+        Ok(mut listener) => match listener.listen(EVENTS_CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(projector = P::NAME, error = %error, "cannot listen for events; polling");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::warn!(projector = P::NAME, error = %error, "cannot listen for events; polling");
+            None
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        loop {
+            match run_batch::<P>(&pool).await {
+                Ok(BatchOutcome::Applied { .. }) => {}
+                Ok(_) | Err(ProjectionError::Poisoned { .. }) => break,
+                Err(error) => {
+                    tracing::warn!(projector = P::NAME, error = %error, "projector batch failed; retrying");
+                    break;
+                }
+            }
+        }
+        let wake = async {
+            match listener.as_mut() {
+                Some(listener) => {
+                    let _ = tokio::time::timeout(POLL_INTERVAL, listener.recv()).await;
+                }
+                None => tokio::time::sleep(POLL_INTERVAL).await,
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = wake => {}
+        }
+    }
+}
+
+/// Waits until projector `projector` has applied the event at `position`, for at most
+/// `timeout`. Returns whether it did.
+///
+/// # Errors
+/// A database error.
+pub async fn wait_for(
+    pool: &PgPool,
+    projector: &str,
+    position: i64,
+    timeout: Duration,
+) -> Result<bool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let passed: Option<bool> = sqlx::query_scalar(
+            "SELECT (e.tx_id, e.global_position) <= (c.last_tx, c.last_position) \
+             FROM events e, projector_checkpoints c WHERE e.global_position = $2 AND c.name = $1",
+        )
+        .bind(projector)
+        .bind(position)
+        .fetch_optional(pool)
+        .await?;
+        if passed == Some(true) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A projector's progress, for health checks and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProjectorStatus {
+    /// The projector.
+    pub name: String,
+    /// The position of the last applied event.
+    pub position: i64,
+    /// Events in the log after it (an upper bound: positions are not gap-free).
+    pub lag: i64,
+    /// Set when stopped at a poisoned event.
+    pub stopped: Option<StoppedAt>,
+}
+
+/// Where and why a projector stopped.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoppedAt {
+    /// The event's global position.
+    pub position: Option<i64>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The progress of every live projector.
+///
+/// # Errors
+/// A database error.
+pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        name: String,
+        last_position: i64,
+        lag: i64,
+        stopped_position: Option<i64>,
+        stop_reason: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT c.name, c.last_position, \
+                GREATEST(coalesce((SELECT max(global_position) FROM events), 0) - c.last_position, 0) AS lag, \
+                c.stopped_position, c.stop_reason \
+         FROM projector_checkpoints c WHERE c.name NOT LIKE '%#%' ORDER BY c.name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| ProjectorStatus {
+            name: row.name,
+            position: row.last_position,
+            lag: row.lag,
+            stopped: row.stop_reason.map(|reason| StoppedAt {
+                position: row.stopped_position,
+                reason,
+            }),
+        })
+        .collect())
+}
