@@ -1,9 +1,14 @@
 //! The operator CLI: the same binary serves, migrates and administers.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::configuration::Settings;
 use crate::startup::{Application, Database, shutdown_signal};
+use crate::workers::checkpoints::{self, CheckpointSigner};
 
 /// FinteQX Access: sign-in security for the FinteQX platform.
 #[derive(Debug, Parser)]
@@ -12,6 +17,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Whether the command writes its data to standard output (an export without `--out`), so
+    /// that logs must go to standard error instead.
+    pub fn writes_data_to_stdout(&self) -> bool {
+        matches!(
+            &self.command,
+            Command::Audit {
+                action: AuditAction::Export { out: None, .. }
+            }
+        )
+    }
 }
 
 /// Subcommands.
@@ -32,6 +50,47 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Tamper evidence: export the log, verify an export offline, sign checkpoints, keys.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+/// `finteqx audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Writes the verifiable NDJSON export of the whole log or one tenant: events with their
+    /// hashes, then the signed checkpoints.
+    Export {
+        /// Only this tenant's events and checkpoints.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The file to write; standard output when omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verifies an export offline; exits 1 naming the first broken global position.
+    Verify {
+        /// The export.
+        file: PathBuf,
+        /// A trusted public key (64 hex digits); repeatable. Defaults to the configured signing
+        /// key's.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+        /// An earlier export or file of checkpoint lines whose checkpoints must hold too;
+        /// repeatable.
+        #[arg(long = "checkpoints")]
+        held_checkpoints: Vec<PathBuf>,
+    },
+    /// Brings the running hashes up to the end of the log and signs those that changed since
+    /// their last checkpoint, now.
+    Checkpoint,
+    /// Prints the configured signing key's public key and key id, for auditors.
+    PublicKey,
+    /// Prints a new random signing key for `audit.signing_key`, and its public key.
+    GenerateKey,
 }
 
 /// `finteqx projections ...`
@@ -42,7 +101,7 @@ pub enum ProjectionsAction {
     /// Rebuilds a projection from position 0 into fresh tables while the service runs, then
     /// switches reads to them.
     Rebuild {
-        /// login_page, settings_screen, notification_queue or sign_in_history.
+        /// login_page, settings_screen, notification_queue, sign_in_history or log_chain.
         name: String,
     },
     /// Rebuilds into scratch tables and compares them with the live ones; exits 1 with the
@@ -63,6 +122,19 @@ pub enum ProjectionsAction {
 /// # Errors
 /// Whatever the chosen command fails with; `main` prints it with its causes.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // An auditor with the public key needs neither configuration nor database.
+    if let Command::Audit {
+        action:
+            AuditAction::Verify {
+                file,
+                public_keys,
+                held_checkpoints,
+            },
+    } = &cli.command
+        && !public_keys.is_empty()
+    {
+        return verify_command(file, public_keys, held_checkpoints, None);
+    }
     let mut settings = Settings::load(&Settings::default_dir())?;
     match cli.command {
         Command::Serve { port } => {
@@ -71,13 +143,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let database = Database::connect(&settings).await?;
             let application = Application::build(&settings, database.pool.clone()).await?;
+            let signer = CheckpointSigner::from_settings(&settings.audit)
+                .context("audit.signing_key (APP_AUDIT__SIGNING_KEY)")?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
+            let checkpointer = tokio::spawn(checkpoints::run_until(
+                database.pool.clone(),
+                signer.clone(),
+                Duration::from_secs(settings.audit.checkpoint_interval_seconds),
+                stopped.clone(),
+            ));
             let workers = tokio::spawn(projections::run_all_until(database.pool.clone(), stopped));
             tracing::info!(address = %application.local_addr()?, "serving");
             let served = application.run_until(shutdown_signal()).await;
             let _ = stop.send(true);
             if let Err(error) = workers.await {
                 tracing::error!(error = %error, "projector workers ended abnormally");
+            }
+            if let Err(error) = checkpointer.await {
+                tracing::error!(error = %error, "the checkpoint worker ended abnormally");
+            }
+            // The projectors have stopped: sign where they left the running hashes.
+            if let Err(error) =
+                checkpoints::write_checkpoints(&database.pool, &signer, chrono::Utc::now()).await
+            {
+                tracing::error!(error.message = %error, error.cause_chain = ?error, "the final log checkpoints could not be signed");
             }
             database.close().await;
             served
@@ -94,7 +183,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             database.close().await;
             result
         }
+        Command::Audit { action } => audit_command(&settings, action).await,
     }
+}
+
+async fn audit_command(settings: &Settings, action: AuditAction) -> anyhow::Result<()> {
+    let signer = CheckpointSigner::from_settings(&settings.audit)
+        .context("audit.signing_key (APP_AUDIT__SIGNING_KEY)")?;
+    match action {
+        AuditAction::Export { tenant, out } => {
+            let scope = match tenant {
+                Some(tenant) => projections::chain::Scope::Tenant(
+                    tenant
+                        .parse()
+                        .with_context(|| format!("--tenant {tenant} is not a tenant id"))?,
+                ),
+                None => projections::chain::Scope::WholeLog,
+            };
+            let database = Database::connect(settings).await?;
+            let result = crate::audit::export_to(&database.pool, scope, out.as_deref()).await;
+            database.close().await;
+            let end = result?;
+            if out.is_some() {
+                println!(
+                    "exported {} events and {} checkpoints of scope {scope}",
+                    end.events, end.checkpoints
+                );
+            }
+        }
+        AuditAction::Verify {
+            file,
+            public_keys,
+            held_checkpoints,
+        } => {
+            return verify_command(&file, &public_keys, &held_checkpoints, Some(&signer));
+        }
+        AuditAction::Checkpoint => {
+            let database = Database::connect(settings).await?;
+            let result = async {
+                // Fold in what the log holds now, then sign it.
+                projections::runner::run_to_end::<projections::log_chain::LogChain>(&database.pool)
+                    .await?;
+                anyhow::Ok(
+                    checkpoints::write_checkpoints(&database.pool, &signer, chrono::Utc::now())
+                        .await?,
+                )
+            }
+            .await;
+            database.close().await;
+            println!("signed {} checkpoints", result?);
+        }
+        AuditAction::PublicKey => {
+            println!(
+                "{} key_id={}",
+                hex::encode(signer.public_key().as_bytes()),
+                signer.key_id()
+            );
+        }
+        AuditAction::GenerateKey => {
+            let seed: [u8; 32] = rand::random();
+            let generated = CheckpointSigner::new(&hex::encode(seed).into())?;
+            println!("signing_key: {}", hex::encode(seed));
+            println!(
+                "public_key: {} key_id={}",
+                hex::encode(generated.public_key().as_bytes()),
+                generated.key_id()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `finteqx audit verify`: prints the summary, or fails (exit code 1) naming the first broken
+/// position.
+fn verify_command(
+    file: &std::path::Path,
+    public_keys: &[String],
+    held_checkpoints: &[PathBuf],
+    configured: Option<&CheckpointSigner>,
+) -> anyhow::Result<()> {
+    let mut trusted = Vec::new();
+    for key in public_keys {
+        trusted.push(
+            crate::audit::parse_public_key(key).with_context(|| format!("--public-key {key}"))?,
+        );
+    }
+    if trusted.is_empty() {
+        trusted.extend(configured.map(CheckpointSigner::public_key));
+    }
+    let summary = crate::audit::verify_file(file, &trusted, held_checkpoints)?;
+    println!("{}", crate::audit::describe(&summary));
+    Ok(())
 }
 
 async fn projections_command(pool: &sqlx::PgPool, action: ProjectionsAction) -> anyhow::Result<()> {

@@ -18,6 +18,8 @@ pub struct Settings {
     pub commands: CommandSettings,
     /// Keys.
     pub secrets: SecretSettings,
+    /// Tamper evidence: signed checkpoints of the log (ADR-0012).
+    pub audit: AuditSettings,
 }
 
 /// HTTP listener and run mode.
@@ -63,6 +65,38 @@ pub struct CommandSettings {
     pub max_attempts: u32,
 }
 
+/// Signed checkpoints of the log (ADR-0012).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// The Ed25519 signing key's 32-byte seed, as 64 hex digits.
+    pub signing_key: SecretString,
+    /// How often the service signs the running hashes that changed.
+    pub checkpoint_interval_seconds: u64,
+}
+
+/// The development signing key of base.yaml, refused in production.
+const DEVELOPMENT_SIGNING_KEY: &str =
+    "000000000000000000000000000000000000000000000000000000000000a0d1";
+
+impl AuditSettings {
+    fn validate(&self, environment: Environment) -> anyhow::Result<()> {
+        const NAME: &str = "audit.signing_key (APP_AUDIT__SIGNING_KEY)";
+        let key = self.signing_key.expose_secret();
+        if key.len() != 64 || !key.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            bail!("{NAME} must be 64 hex digits (a 32-byte Ed25519 seed)");
+        }
+        if environment == Environment::Production && key == DEVELOPMENT_SIGNING_KEY {
+            bail!("{NAME} still has its development value; set it for production");
+        }
+        if self.checkpoint_interval_seconds == 0 {
+            bail!(
+                "audit.checkpoint_interval_seconds (APP_AUDIT__CHECKPOINT_INTERVAL_SECONDS) must be at least 1"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Keys for keyed hashes.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SecretSettings {
@@ -72,10 +106,19 @@ pub struct SecretSettings {
     pub token_key: SecretString,
     /// SMS code hashes.
     pub code_key: SecretString,
+    /// The master key that wraps per-person data keys (64 hex characters, 32 bytes).
+    pub data_key_encryption_key: SecretString,
+    /// Earlier master keys, still able to unwrap until `finteqx keys rewrap` moved every data
+    /// key to the current one (ADR-0011).
+    #[serde(default)]
+    pub previous_data_key_encryption_keys: Vec<SecretString>,
 }
 
 const DEVELOPMENT_KEY_MARKER: &str = "development-only";
 const MIN_KEY_BYTES: usize = 32;
+/// The development master key of base.yaml, refused in production.
+const DEVELOPMENT_MASTER_KEY: &str =
+    "0000000000000000000000000000000000000000000000000000000000000d01";
 
 impl Settings {
     /// Loads the settings from `configuration_dir` and the environment.
@@ -126,6 +169,7 @@ impl Settings {
         if self.commands.max_attempts == 0 {
             bail!("commands.max_attempts (APP_COMMANDS__MAX_ATTEMPTS) must be at least 1");
         }
+        self.audit.validate(self.application.environment)?;
         let keys = [
             (
                 "secrets.lookup_key (APP_SECRETS__LOOKUP_KEY)",
@@ -140,6 +184,15 @@ impl Settings {
                 &self.secrets.code_key,
             ),
         ];
+        let master = self.secrets.data_key_encryption_key.expose_secret();
+        if self.application.environment == Environment::Production
+            && master == DEVELOPMENT_MASTER_KEY
+        {
+            bail!(
+                "secrets.data_key_encryption_key (APP_SECRETS__DATA_KEY_ENCRYPTION_KEY) still has its development value; \
+                 set it for production"
+            );
+        }
         for (name, key) in keys {
             let key = key.expose_secret();
             if self.application.environment == Environment::Production {

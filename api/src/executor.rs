@@ -12,10 +12,11 @@
 )]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
@@ -25,6 +26,9 @@ use uuid::Uuid;
 
 use domain::ids::TenantId;
 use domain::metadata::{self, ActorRole, NamedCommand};
+
+use crate::personal_data::PersonalDataKeys;
+use crate::sealed_store::SealedEventRepository;
 
 /// Who sends a command, for whom, in which request, and when. Becomes every event's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,9 +120,9 @@ pub enum ExecuteError<E: std::error::Error + 'static> {
     Store(#[source] anyhow::Error),
 }
 
-/// Executes commands of one aggregate type.
-pub struct CommandExecutor<A: Aggregate> {
-    store: PersistedEventStore<PostgresEventRepository, A>,
+/// Executes commands of one aggregate type, by default through the sealing repository.
+pub struct CommandExecutor<A: Aggregate, R: PersistedEventRepository = SealedEventRepository> {
+    store: PersistedEventStore<R, A>,
     pool: PgPool,
     max_attempts: u32,
 }
@@ -132,12 +136,27 @@ where
     A::Command: Clone + NamedCommand,
     A::Error: Clone + Send + Sync + 'static,
 {
-    /// An executor on `pool` that tries a conflicting command up to `max_attempts` times.
-    pub fn new(pool: PgPool, max_attempts: u32) -> Self {
-        let store =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+    /// An executor on `pool` that seals personal fields with `keys` (ADR-0011) and tries a
+    /// conflicting command up to `max_attempts` times.
+    pub fn new(pool: PgPool, max_attempts: u32, keys: Arc<PersonalDataKeys>) -> Self {
+        let repository =
+            SealedEventRepository::new(PostgresEventRepository::new(pool.clone()), keys);
+        Self::with_repository(repository, pool, max_attempts)
+    }
+}
+
+impl<A, R> CommandExecutor<A, R>
+where
+    A: Aggregate<Services = ()> + Clone,
+    A::Command: Clone + NamedCommand,
+    A::Error: Clone + Send + Sync + 'static,
+    R: PersistedEventRepository,
+{
+    /// An executor over any event repository: the sealing one in production, a plain one to
+    /// measure what sealing costs.
+    pub fn with_repository(repository: R, pool: PgPool, max_attempts: u32) -> Self {
         Self {
-            store,
+            store: PersistedEventStore::new_event_store(repository),
             pool,
             max_attempts: max_attempts.max(1),
         }

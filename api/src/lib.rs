@@ -2,12 +2,16 @@
 //! the operator CLI. The only crate that knows about configuration, secrets and the network.
 
 pub mod application;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod configuration;
 pub mod embedded_postgres;
 pub mod executor;
 pub mod keys;
+pub mod personal_data;
 pub mod routes;
+pub mod sealed_store;
 pub mod startup;
 pub mod telemetry;
+pub mod workers;

@@ -9,6 +9,12 @@ use api::telemetry::{get_subscriber, init_subscriber};
 async fn main() -> anyhow::Result<()> {
     let json =
         std::env::var("APP_ENVIRONMENT").is_ok_and(|environment| environment == "production");
-    init_subscriber(get_subscriber("info,sqlx=warn", json, std::io::stdout))?;
-    run(Cli::parse()).await
+    let cli = Cli::parse();
+    let subscriber = if cli.writes_data_to_stdout() {
+        get_subscriber("info,sqlx=warn", json, std::io::stderr)
+    } else {
+        get_subscriber("info,sqlx=warn", json, std::io::stdout)
+    };
+    init_subscriber(subscriber)?;
+    run(cli).await
 }

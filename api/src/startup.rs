@@ -15,6 +15,7 @@ use crate::clock::SystemClock;
 use crate::configuration::Settings;
 use crate::embedded_postgres::{self, EmbeddedPostgres};
 use crate::keys::{CodeHasher, EmailLookup, PasswordTokens};
+use crate::personal_data::PersonalDataKeys;
 
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -98,10 +99,17 @@ pub fn build_commands(settings: &Settings, pool: PgPool) -> anyhow::Result<Comma
             .context("secrets.token_key")?,
         codes: CodeHasher::new(&settings.secrets.code_key).context("secrets.code_key")?,
     };
+    let personal_data = PersonalDataKeys::new(
+        pool.clone(),
+        &settings.secrets.data_key_encryption_key,
+        &settings.secrets.previous_data_key_encryption_keys,
+    )
+    .context("secrets.data_key_encryption_key (APP_SECRETS__DATA_KEY_ENCRYPTION_KEY)")?;
     Ok(Commands::new(
         pool,
         settings.commands.max_attempts,
         keys,
+        Arc::new(personal_data),
         Arc::new(SystemClock),
     ))
 }

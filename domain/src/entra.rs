@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{EntraObjectId, EntraTenantId, TenantId};
-use crate::values::{DomainName, EmailAddress};
+use crate::ids::{EntraObjectId, EntraTenantId, TenantId, UserId};
+use crate::values::{DomainName, EmailAddress, Personal};
 
 /// A domain claimed by a FinteQX tenant and bound to the Entra tenant that owns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,8 @@ pub struct EntraClaims {
 /// What the account looks like to the decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntraAccount<'a> {
+    /// The account (the subject of any personal data in a refusal).
+    pub user_id: UserId,
     /// Not deactivated.
     pub active: bool,
     /// The account's e-mail address.
@@ -82,10 +84,10 @@ pub enum EntraSignInRefusal {
     #[error("the token carries no verified e-mail address")]
     EmailNotVerified,
     /// The account's e-mail is not the primary address of the Entra account (for example an alias).
-    #[error("the account e-mail is not the primary address {primary_email}")]
+    #[error("the account e-mail is not the primary address of the Microsoft account")]
     NotPrimaryAddress {
-        /// The address to use instead: the token's primary address.
-        primary_email: EmailAddress,
+        /// The address to use instead: the token's primary address (personal data).
+        primary_email: Personal<EmailAddress>,
     },
 }
 
@@ -133,7 +135,7 @@ pub fn decide_entra_sign_in(
     };
     if primary != account.email {
         return Err(EntraSignInRefusal::NotPrimaryAddress {
-            primary_email: primary.clone(),
+            primary_email: Personal::new(account.user_id, primary.clone()),
         });
     }
     Ok(EntraSignInAccepted::BindIdentity(claims.identity))
@@ -182,6 +184,7 @@ mod tests {
     fn first_sign_in_binds_when_primary_address_matches() {
         let account_email = email("alice@contoso.com");
         let account = EntraAccount {
+            user_id: UserId::from_uuid(Uuid::from_u128(0x42)),
             active: true,
             email: &account_email,
             linked_entra_tenant: Some(tid(10)),
@@ -201,6 +204,7 @@ mod tests {
     fn later_sign_ins_match_on_tid_and_oid_only() {
         let account_email = email("alice@contoso.com");
         let account = EntraAccount {
+            user_id: UserId::from_uuid(Uuid::from_u128(0x42)),
             active: true,
             email: &account_email,
             linked_entra_tenant: Some(tid(10)),
@@ -230,6 +234,7 @@ mod tests {
     fn refusals_name_the_broken_rule() {
         let account_email = email("al@contoso.com");
         let linked = EntraAccount {
+            user_id: UserId::from_uuid(Uuid::from_u128(0x42)),
             active: true,
             email: &account_email,
             linked_entra_tenant: Some(tid(10)),
@@ -248,7 +253,10 @@ mod tests {
                 linked.clone(),
                 alias,
                 EntraSignInRefusal::NotPrimaryAddress {
-                    primary_email: email("alice@contoso.com"),
+                    primary_email: Personal::new(
+                        UserId::from_uuid(Uuid::from_u128(0x42)),
+                        email("alice@contoso.com"),
+                    ),
                 },
                 "alias",
             ),
@@ -308,6 +316,7 @@ mod tests {
     fn a_domain_rebound_to_another_entra_tenant_refuses_old_links() {
         let account_email = email("alice@contoso.com");
         let account = EntraAccount {
+            user_id: UserId::from_uuid(Uuid::from_u128(0x42)),
             active: true,
             email: &account_email,
             linked_entra_tenant: Some(tid(10)),

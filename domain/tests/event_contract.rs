@@ -68,6 +68,7 @@ fn user() -> Contract<UserEvent> {
             PhoneEnrolled,
             PhoneRemoved,
             EntraIdentityBound,
+            UserForgotten,
         }
     )
 }

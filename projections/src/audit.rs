@@ -24,6 +24,10 @@ use domain::ids::{TenantId, UserId};
 use domain::tenant::Tenant;
 use domain::user::User;
 
+use crate::chain::{Digest, Scope};
+use crate::log_chain::{ChainError, checkpoints_of};
+use crate::verify::{EXPORT_FORMAT, ExportEnd, ExportHeader, ExportLine, ExportedEvent};
+
 /// The largest page an auditor may ask for.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
@@ -126,6 +130,9 @@ pub struct AuditEvent {
     pub metadata: Value,
     /// When the database recorded it (the writing transaction's start).
     pub recorded_at: DateTime<Utc>,
+    /// The event's chain hash, computed by the database at INSERT over its stored fields and its
+    /// predecessor's hash (ADR-0012).
+    pub hash: Digest,
 }
 
 impl AuditEvent {
@@ -219,6 +226,9 @@ pub enum AuditError {
     /// The export's writer failed.
     #[error("the export could not be written")]
     Write(#[source] std::io::Error),
+    /// The signed checkpoints could not be read.
+    #[error("the signed checkpoints could not be read")]
+    Checkpoints(#[from] ChainError),
 }
 
 /// Reads one page of a tenant's history in audit order.
@@ -285,6 +295,112 @@ where
     }
     writer.flush().await.map_err(AuditError::Write)?;
     Ok(lines)
+}
+
+/// Streams the verifiable export of `scope` to `writer` (ADR-0013) and returns its end line.
+///
+/// The export is NDJSON: a header naming the scope, every event of the scope in audit order with
+/// its stored hash (in a tenant's export, with the hash of a predecessor that belongs to another
+/// tenant), the scope's signed checkpoints, and an end line with the counts and key ids. Events
+/// and checkpoints are read in one repeatable-read snapshot, so every exported checkpoint covers
+/// only exported events unless events were removed. `verify::verify_export` checks it offline.
+///
+/// # Errors
+/// [`AuditError::Database`] (the output is then incomplete and must be discarded),
+/// [`AuditError::Checkpoints`], [`AuditError::Encode`], or [`AuditError::Write`].
+#[tracing::instrument(skip_all, fields(audit.scope = %scope))]
+pub async fn export_verifiable<W>(
+    pool: &PgPool,
+    scope: Scope,
+    writer: &mut W,
+) -> Result<ExportEnd, AuditError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut transaction = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *transaction)
+        .await?;
+    let mut line = Vec::with_capacity(1024);
+    let header = ExportLine::Header(ExportHeader {
+        format: EXPORT_FORMAT,
+        scope,
+    });
+    write_line(writer, &mut line, &header).await?;
+    let mut events = 0_u64;
+    {
+        // The predecessor's hash travels only where the predecessor is another tenant's: an
+        // e-mail or domain claim stream that moved between tenants.
+        let sql = match scope {
+            Scope::WholeLog => {
+                "SELECT e.global_position, e.tx_id::text AS tx_id, e.aggregate_type, e.aggregate_id, \
+                        e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
+                        e.recorded_at, e.hash, NULL::bytea AS foreign_predecessor_hash \
+                 FROM events e \
+                 WHERE e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY e.tx_id, e.global_position"
+            }
+            Scope::Tenant(_) => {
+                "SELECT e.global_position, e.tx_id::text AS tx_id, e.aggregate_type, e.aggregate_id, \
+                        e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
+                        e.recorded_at, e.hash, \
+                        (SELECT p.hash FROM events p \
+                         WHERE p.aggregate_type = e.aggregate_type AND p.aggregate_id = e.aggregate_id \
+                           AND p.sequence = e.sequence - 1 \
+                           AND p.tenant_id IS DISTINCT FROM e.tenant_id) AS foreign_predecessor_hash \
+                 FROM events e \
+                 WHERE e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) AND e.tenant_id = $1 \
+                 ORDER BY e.tx_id, e.global_position"
+            }
+        };
+        let query = sqlx::query_as::<_, VerifiableRow>(sql);
+        let query = match scope {
+            Scope::WholeLog => query,
+            Scope::Tenant(tenant_id) => query.bind(tenant_id.as_uuid()),
+        };
+        let mut rows = query.fetch(&mut *transaction);
+        while let Some(row) = rows.try_next().await? {
+            let event = ExportLine::Event(Box::new(ExportedEvent {
+                event: AuditEvent::from(row.event),
+                foreign_predecessor_hash: row.foreign_predecessor_hash,
+            }));
+            write_line(writer, &mut line, &event).await?;
+            events += 1;
+        }
+    }
+    let checkpoints = checkpoints_of(&mut transaction, scope).await?;
+    transaction.rollback().await?;
+    let mut key_ids: Vec<String> = Vec::new();
+    for checkpoint in &checkpoints {
+        if !key_ids.contains(&checkpoint.key_id) {
+            key_ids.push(checkpoint.key_id.clone());
+        }
+    }
+    let end = ExportEnd {
+        events,
+        checkpoints: checkpoints.len() as u64,
+        key_ids,
+    };
+    for checkpoint in checkpoints {
+        write_line(writer, &mut line, &ExportLine::Checkpoint(checkpoint)).await?;
+    }
+    write_line(writer, &mut line, &ExportLine::End(end.clone())).await?;
+    writer.flush().await.map_err(AuditError::Write)?;
+    Ok(end)
+}
+
+async fn write_line<W>(
+    writer: &mut W,
+    buffer: &mut Vec<u8>,
+    line: &ExportLine,
+) -> Result<(), AuditError>
+where
+    W: AsyncWrite + Unpin,
+{
+    buffer.clear();
+    buffer.extend_from_slice(line.to_json().map_err(AuditError::Encode)?.as_bytes());
+    buffer.push(b'\n');
+    writer.write_all(buffer).await.map_err(AuditError::Write)
 }
 
 /// The tenant as its events recorded at or before `at` left it; `None` if it had none by then.
@@ -367,7 +483,7 @@ fn history_sql(
     }
     let mut sql = QueryBuilder::new(
         "SELECT global_position, tx_id::text AS tx_id, aggregate_type, aggregate_id, sequence, \
-                event_type, event_version, payload, metadata, recorded_at \
+                event_type, event_version, payload, metadata, recorded_at, hash \
          FROM events \
          WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) AND tenant_id = ",
     );
@@ -411,6 +527,7 @@ struct EventRow {
     payload: Value,
     metadata: Value,
     recorded_at: DateTime<Utc>,
+    hash: Digest,
 }
 
 impl From<EventRow> for AuditEvent {
@@ -426,8 +543,17 @@ impl From<EventRow> for AuditEvent {
             payload: row.payload,
             metadata: row.metadata,
             recorded_at: row.recorded_at,
+            hash: row.hash,
         }
     }
+}
+
+/// One row of the verifiable export.
+#[derive(sqlx::FromRow)]
+struct VerifiableRow {
+    #[sqlx(flatten)]
+    event: EventRow,
+    foreign_predecessor_hash: Option<Digest>,
 }
 
 /// A transaction id selected as `tx_id::text`, since sqlx has no `xid8` codec.

@@ -3,13 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use cqrs_es::Aggregate as _;
 use domain::domain_claim::{DomainClaim, DomainClaimEvent};
 use domain::email_claim::{EmailClaim, EmailClaimEvent};
+use domain::ids::TenantId;
 use domain::sign_in::{SignIn, SignInEvent};
 use domain::tenant::{Tenant, TenantEvent};
 use domain::user::{User, UserEvent};
+
+use crate::chain::Digest;
 
 /// A position in the commit-safe order of the log (ADR-0006): the writing transaction, then the
 /// global position.
@@ -34,6 +38,10 @@ pub struct Envelope {
     pub sequence: i64,
     /// When the database recorded it.
     pub recorded_at: DateTime<Utc>,
+    /// The tenant the payload names (the generated `tenant_id` column).
+    pub tenant_id: Option<TenantId>,
+    /// The event's chain hash, computed by the database at INSERT (ADR-0012).
+    pub hash: Digest,
     /// The decoded event.
     pub event: DomainEvent,
 }
@@ -65,6 +73,9 @@ pub enum DecodeError {
     /// The transaction id is not a number.
     #[error("malformed transaction id {0}")]
     TransactionId(String),
+    /// The stored hash is not 32 bytes.
+    #[error("malformed event hash")]
+    Hash,
 }
 
 /// The raw row as selected by [`EVENT_COLUMNS`].
@@ -84,10 +95,14 @@ pub struct EventRow {
     pub payload: serde_json::Value,
     /// `recorded_at`.
     pub recorded_at: DateTime<Utc>,
+    /// `tenant_id`.
+    pub tenant_id: Option<Uuid>,
+    /// `hash`.
+    pub hash: Vec<u8>,
 }
 
 /// The columns [`EventRow`] reads, for `SELECT {EVENT_COLUMNS} FROM events`.
-pub const EVENT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, aggregate_type, aggregate_id, sequence, payload, recorded_at";
+pub const EVENT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, aggregate_type, aggregate_id, sequence, payload, recorded_at, tenant_id, hash";
 
 impl EventRow {
     /// Decodes the row.
@@ -99,6 +114,7 @@ impl EventRow {
             .tx_id
             .parse()
             .map_err(|_| DecodeError::TransactionId(self.tx_id.clone()))?;
+        let hash = Digest::from_slice(&self.hash).ok_or(DecodeError::Hash)?;
         let event = decode_payload(&self.aggregate_type, self.payload)?;
         Ok(Envelope {
             at: LogPosition {
@@ -109,6 +125,8 @@ impl EventRow {
             aggregate_id: self.aggregate_id,
             sequence: self.sequence,
             recorded_at: self.recorded_at,
+            tenant_id: self.tenant_id.map(TenantId::from_uuid),
+            hash,
             event,
         })
     }

@@ -3,19 +3,23 @@
 //! auditors' reads of the log itself. Talks only to PostgreSQL.
 
 pub mod audit;
+pub mod chain;
 pub mod envelope;
+pub mod log_chain;
 pub mod login_page;
 pub mod notification_queue;
 pub mod rebuild;
 pub mod runner;
 pub mod settings_screen;
 pub mod sign_in_history;
+pub mod verify;
 
 #[cfg(test)]
 mod test_support;
 
 use sqlx::PgPool;
 
+use crate::log_chain::LogChain;
 use crate::login_page::LoginPage;
 use crate::notification_queue::NotificationQueue;
 use crate::rebuild::{RebuildReport, VerifyReport};
@@ -24,11 +28,12 @@ use crate::settings_screen::SettingsScreen;
 use crate::sign_in_history::SignInHistory;
 
 /// The names of every projector, in the order they are run.
-pub const PROJECTORS: [&str; 4] = [
+pub const PROJECTORS: [&str; 5] = [
     LoginPage::NAME,
     SettingsScreen::NAME,
     NotificationQueue::NAME,
     SignInHistory::NAME,
+    LogChain::NAME,
 ];
 
 /// Runs `$body` with `$p` bound to the projector type named `$name`, or evaluates `$unknown`.
@@ -49,6 +54,10 @@ macro_rules! with_projector {
             }
             n if n == SignInHistory::NAME => {
                 type $p = SignInHistory;
+                $body
+            }
+            n if n == LogChain::NAME => {
+                type $p = LogChain;
                 $body
             }
             _ => $unknown,

@@ -71,6 +71,13 @@ pub enum LoginPageChange {
         /// The user.
         user_id: UserId,
     },
+    /// An erased person's account: its row goes.
+    Forget {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// The user.
+        user_id: UserId,
+    },
     /// An account's state.
     Update {
         /// The tenant.
@@ -208,6 +215,14 @@ impl Projector for LoginPage {
                     AccountField::PhoneEnrolled(true),
                 )]
             }
+            DomainEvent::User(UserEvent::UserForgotten {
+                tenant_id, user_id, ..
+            }) => {
+                vec![C::Forget {
+                    tenant_id: *tenant_id,
+                    user_id: *user_id,
+                }]
+            }
             DomainEvent::User(UserEvent::PhoneRemoved { tenant_id, user_id }) => {
                 vec![update(
                     tenant_id,
@@ -280,6 +295,13 @@ impl Projector for LoginPage {
                 .bind(user_id.as_uuid())
                 .execute(connection)
                 .await?;
+            }
+            LoginPageChange::Forget { tenant_id, user_id } => {
+                sqlx::query("DELETE FROM login_accounts WHERE tenant_id = $1 AND user_id = $2")
+                    .bind(tenant_id.as_uuid())
+                    .bind(user_id.as_uuid())
+                    .execute(connection)
+                    .await?;
             }
             LoginPageChange::Update {
                 tenant_id,
@@ -526,9 +548,12 @@ mod tests {
         let created = UserEvent::UserCreated {
             tenant_id: tenant(),
             user_id: user(),
-            email: crate::test_support::email(),
+            email: domain::values::Personal::new(user(), crate::test_support::email()),
             email_key: key(),
-            display_name: domain::values::DisplayName::parse("Anne").unwrap(),
+            display_name: domain::values::Personal::new(
+                user(),
+                domain::values::DisplayName::parse("Anne").unwrap(),
+            ),
             role: domain::values::Role::User,
             locale: domain::values::Locale::Nl,
             method: domain::user::UserMethod::Sms,

@@ -80,12 +80,61 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
 }
 
+/// One row change of the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueChange {
+    /// A message to send.
+    Queue(NewMessage),
+    /// An erased person: their messages go (nothing is sent to them any more).
+    Forget {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// The user.
+        user_id: UserId,
+    },
+}
+
 impl Projector for NotificationQueue {
     const NAME: &'static str = "notification_queue";
     const TABLES: &'static [&'static str] = &["notification_messages"];
-    type Change = NewMessage;
+    type Change = QueueChange;
 
-    fn changes(event: &Envelope) -> Vec<NewMessage> {
+    fn changes(event: &Envelope) -> Vec<QueueChange> {
+        if let DomainEvent::User(UserEvent::UserForgotten {
+            tenant_id, user_id, ..
+        }) = &event.event
+        {
+            return vec![QueueChange::Forget {
+                tenant_id: *tenant_id,
+                user_id: *user_id,
+            }];
+        }
+        Self::messages(event)
+            .into_iter()
+            .map(QueueChange::Queue)
+            .collect()
+    }
+
+    async fn write(connection: &mut PgConnection, change: QueueChange) -> Result<(), sqlx::Error> {
+        match change {
+            QueueChange::Queue(message) => insert(connection, message).await,
+            QueueChange::Forget { tenant_id, user_id } => {
+                sqlx::query(
+                    "DELETE FROM notification_messages WHERE tenant_id = $1 AND user_id = $2",
+                )
+                .bind(tenant_id.as_uuid())
+                .bind(user_id.as_uuid())
+                .execute(connection)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl NotificationQueue {
+    /// The messages an event calls for.
+    pub fn messages(event: &Envelope) -> Vec<NewMessage> {
         let message = |tenant_id: &TenantId, user_id: &UserId, kind, data| NewMessage {
             message_id: format!(
                 "{}/{}/{}",
@@ -165,9 +214,10 @@ impl Projector for NotificationQueue {
             _ => vec![],
         }
     }
+}
 
-    async fn write(connection: &mut PgConnection, message: NewMessage) -> Result<(), sqlx::Error> {
-        sqlx::query(
+async fn insert(connection: &mut PgConnection, message: NewMessage) -> Result<(), sqlx::Error> {
+    sqlx::query(
             "INSERT INTO notification_messages (message_id, tenant_id, user_id, channel, kind, data, source_position, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (message_id) DO NOTHING",
         )
@@ -181,8 +231,7 @@ impl Projector for NotificationQueue {
         .bind(message.created_at)
         .execute(connection)
         .await?;
-        Ok(())
-    }
+    Ok(())
 }
 
 /// A queued message as support sees it: no bodies, no secrets.
@@ -266,7 +315,7 @@ mod tests {
     use crate::test_support::{domain, entra, envelope, tenant, user};
 
     fn kinds(event: DomainEvent) -> Vec<(String, MessageKind)> {
-        NotificationQueue::changes(&envelope("user", 7, event))
+        NotificationQueue::messages(&envelope("user", 7, event))
             .into_iter()
             .map(|m| (m.message_id, m.kind))
             .collect()
@@ -330,10 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn forgetting_a_person_drops_their_messages() {
+        let forgotten = DomainEvent::User(UserEvent::UserForgotten {
+            tenant_id: tenant(),
+            user_id: user(),
+            reason: domain::user::ErasureReason::DataSubjectRequest,
+        });
+        assert_eq!(
+            NotificationQueue::changes(&envelope("user", 9, forgotten)),
+            vec![QueueChange::Forget {
+                tenant_id: tenant(),
+                user_id: user()
+            }]
+        );
+    }
+
+    #[test]
     fn message_data_carries_no_secret() {
-        let message =
-            &NotificationQueue::changes(&envelope("user", 7, token(PasswordTokenPurpose::Welcome)))
-                [0];
+        let message = &NotificationQueue::messages(&envelope(
+            "user",
+            7,
+            token(PasswordTokenPurpose::Welcome),
+        ))[0];
         let keys: Vec<&str> = message
             .data
             .as_object()

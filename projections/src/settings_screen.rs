@@ -70,6 +70,13 @@ pub enum SettingsChange {
     },
     /// A created user.
     User(Box<NewUserRow>),
+    /// An erased person: their row goes.
+    UserForgotten {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// The user.
+        user_id: UserId,
+    },
     /// A changed user.
     Update {
         /// The tenant.
@@ -88,10 +95,10 @@ pub struct NewUserRow {
     pub tenant_id: TenantId,
     /// The user.
     pub user_id: UserId,
-    /// E-mail.
-    pub email: String,
-    /// Display name.
-    pub display_name: String,
+    /// E-mail, sealed as the event carries it.
+    pub email: serde_json::Value,
+    /// Display name, sealed as the event carries it.
+    pub display_name: serde_json::Value,
     /// Role.
     pub role: &'static str,
     /// Locale.
@@ -103,8 +110,8 @@ pub struct NewUserRow {
 /// A changed user column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserField {
-    /// New e-mail.
-    Email(String),
+    /// New e-mail, sealed.
+    Email(serde_json::Value),
     /// Active or deactivated.
     Active(bool),
     /// Linked through a domain and Entra tenant.
@@ -120,8 +127,8 @@ pub enum UserField {
     IdentityBound,
     /// Password set or removed.
     HasPassword(bool),
-    /// Phone enrolled (masked) or removed.
-    Phone(Option<String>),
+    /// Phone enrolled (sealed) or removed.
+    Phone(Option<serde_json::Value>),
     /// Signed in at.
     LastSignIn(DateTime<Utc>),
 }
@@ -307,7 +314,7 @@ impl Projector for SettingsScreen {
             SettingsChange::User(row) => {
                 sqlx::query(
                     "INSERT INTO settings_users (tenant_id, user_id, email, display_name, role, locale, method, active, \
-                     entra_domain, entra_tenant_id, entra_identity_bound, has_password, phone_masked, last_sign_in_at) \
+                     entra_domain, entra_tenant_id, entra_identity_bound, has_password, phone, last_sign_in_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, true, NULL, NULL, false, false, NULL, NULL)",
                 )
                 .bind(row.tenant_id.as_uuid())
@@ -320,6 +327,13 @@ impl Projector for SettingsScreen {
                 .execute(connection)
                 .await?;
             }
+            SettingsChange::UserForgotten { tenant_id, user_id } => {
+                sqlx::query("DELETE FROM settings_users WHERE tenant_id = $1 AND user_id = $2")
+                    .bind(tenant_id.as_uuid())
+                    .bind(user_id.as_uuid())
+                    .execute(connection)
+                    .await?;
+            }
             SettingsChange::Update {
                 tenant_id,
                 user_id,
@@ -328,6 +342,11 @@ impl Projector for SettingsScreen {
         }
         Ok(())
     }
+}
+
+/// A personal field as stored: the events' sealed form (the API opens it when serving).
+fn sealed<T: serde::Serialize>(field: &domain::values::Personal<T>) -> serde_json::Value {
+    serde_json::to_value(field).unwrap_or(serde_json::Value::Null)
 }
 
 fn user_changes(event: &UserEvent) -> Vec<SettingsChange> {
@@ -350,8 +369,8 @@ fn user_changes(event: &UserEvent) -> Vec<SettingsChange> {
             vec![SettingsChange::User(Box::new(NewUserRow {
                 tenant_id: *tenant_id,
                 user_id: *user_id,
-                email: email.to_string(),
-                display_name: display_name.as_str().to_owned(),
+                email: sealed(email),
+                display_name: sealed(display_name),
                 role: role.as_str(),
                 locale: locale.as_str(),
                 method: match method {
@@ -365,11 +384,7 @@ fn user_changes(event: &UserEvent) -> Vec<SettingsChange> {
             user_id,
             email,
             ..
-        } => vec![update(
-            tenant_id,
-            user_id,
-            UserField::Email(email.to_string()),
-        )],
+        } => vec![update(tenant_id, user_id, UserField::Email(sealed(email)))],
         UserEvent::UserDeactivated { tenant_id, user_id } => {
             vec![update(tenant_id, user_id, UserField::Active(false))]
         }
@@ -406,7 +421,7 @@ fn user_changes(event: &UserEvent) -> Vec<SettingsChange> {
         } => vec![update(
             tenant_id,
             user_id,
-            UserField::Phone(Some(phone.masked())),
+            UserField::Phone(Some(sealed(phone))),
         )],
         UserEvent::PhoneRemoved { tenant_id, user_id } => {
             vec![update(tenant_id, user_id, UserField::Phone(None))]
@@ -415,6 +430,14 @@ fn user_changes(event: &UserEvent) -> Vec<SettingsChange> {
             tenant_id, user_id, ..
         } => vec![update(tenant_id, user_id, UserField::IdentityBound)],
         UserEvent::PasswordTokenIssued { .. } => vec![],
+        UserEvent::UserForgotten {
+            tenant_id, user_id, ..
+        } => {
+            vec![SettingsChange::UserForgotten {
+                tenant_id: *tenant_id,
+                user_id: *user_id,
+            }]
+        }
     }
 }
 
@@ -449,7 +472,7 @@ async fn write_user_field(
         }
         UserField::IdentityBound => user!("entra_identity_bound = true"),
         UserField::HasPassword(has) => user!("has_password = $3").bind(has),
-        UserField::Phone(masked) => user!("phone_masked = $3").bind(masked),
+        UserField::Phone(masked) => user!("phone = $3").bind(masked),
         UserField::LastSignIn(at) => user!("last_sign_in_at = $3").bind(at),
     };
     query.execute(connection).await?;
@@ -467,15 +490,17 @@ pub struct SettingsDomain {
     pub consent: Option<Consent>,
 }
 
-/// A user as the settings screen lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A user as the settings screen lists it. Personal fields are sealed as the events carry them;
+/// the API opens them (and masks the phone) when it serves the screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct SettingsUser {
     /// The user.
+    #[sqlx(try_from = "Uuid")]
     pub user_id: UserId,
-    /// E-mail.
-    pub email: String,
-    /// Display name.
-    pub display_name: String,
+    /// E-mail (sealed).
+    pub email: serde_json::Value,
+    /// Display name (sealed).
+    pub display_name: serde_json::Value,
     /// `administrator` or `user`.
     pub role: String,
     /// `nl` or `en`.
@@ -490,8 +515,8 @@ pub struct SettingsUser {
     pub entra_identity_bound: bool,
     /// A password is set.
     pub has_password: bool,
-    /// The enrolled phone, masked.
-    pub phone_masked: Option<String>,
+    /// The enrolled phone (sealed).
+    pub phone: Option<serde_json::Value>,
     /// The last successful sign-in.
     pub last_sign_in_at: Option<DateTime<Utc>>,
 }
@@ -560,74 +585,26 @@ pub async fn settings(
     }))
 }
 
-/// A page of the tenant's users ordered by e-mail, after `after_email`.
+/// A page of the tenant's users in id order (creation order: ids are UUIDv7), after `after`.
 ///
 /// # Errors
 /// A database error.
 pub async fn users(
     pool: &PgPool,
     tenant_id: TenantId,
-    after_email: Option<&str>,
+    after: Option<UserId>,
     limit: i64,
 ) -> Result<Vec<SettingsUser>, sqlx::Error> {
-    type Row = (
-        Uuid,
-        String,
-        String,
-        String,
-        String,
-        String,
-        bool,
-        Option<String>,
-        bool,
-        bool,
-        Option<String>,
-        Option<DateTime<Utc>>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT user_id, email, display_name, role, locale, method, active, entra_domain, entra_identity_bound, \
-                has_password, phone_masked, last_sign_in_at \
-         FROM settings_users WHERE tenant_id = $1 AND ($2::text IS NULL OR email > $2) ORDER BY email LIMIT $3",
+                has_password, phone, last_sign_in_at \
+         FROM settings_users WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
     )
     .bind(tenant_id.as_uuid())
-    .bind(after_email)
+    .bind(after.map(|id| id.as_uuid()))
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                user_id,
-                email,
-                display_name,
-                role,
-                locale,
-                method,
-                active,
-                entra_domain,
-                entra_identity_bound,
-                has_password,
-                phone_masked,
-                last_sign_in_at,
-            )| {
-                SettingsUser {
-                    user_id: UserId::from_uuid(user_id),
-                    email,
-                    display_name,
-                    role,
-                    locale,
-                    method,
-                    active,
-                    entra_domain,
-                    entra_identity_bound,
-                    has_password,
-                    phone_masked,
-                    last_sign_in_at,
-                }
-            },
-        )
-        .collect())
+    .await
 }
 
 /// How many users of the tenant are linked to Entra ID through `domain` now.
@@ -662,18 +639,23 @@ mod tests {
     }
 
     #[test]
-    fn the_phone_is_stored_masked() {
+    fn the_phone_is_stored_as_the_event_carries_it() {
         let enrolled = UserEvent::PhoneEnrolled {
             tenant_id: tenant(),
             user_id: user(),
-            phone: MobileNumber::parse("+31612345678").unwrap(),
+            phone: domain::values::Personal::new(
+                user(),
+                MobileNumber::parse("+31612345678").unwrap(),
+            ),
         };
         assert_eq!(
             changes(DomainEvent::User(enrolled)),
             vec![SettingsChange::Update {
                 tenant_id: tenant(),
                 user_id: user(),
-                field: UserField::Phone(Some("+31*******78".to_owned()))
+                field: UserField::Phone(Some(
+                    serde_json::json!({"personal": {"subject": user(), "value": "+31612345678"}})
+                ))
             }]
         );
     }

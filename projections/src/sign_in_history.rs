@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use domain::ids::{SignInId, TenantId, UserId};
 use domain::sign_in::{SignInEvent, SignInMethod};
+use domain::user::UserEvent;
 
 use crate::envelope::{DomainEvent, Envelope};
 use crate::runner::Projector;
@@ -35,6 +36,13 @@ pub enum HistoryChange {
     CodeSent(SignInId),
     /// A wrong code was entered.
     WrongCode(SignInId),
+    /// An erased person: their attempts go.
+    Forget {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// The user.
+        user_id: UserId,
+    },
     /// The attempt ended.
     Finished {
         /// The attempt.
@@ -64,8 +72,17 @@ impl Projector for SignInHistory {
     type Change = HistoryChange;
 
     fn changes(event: &Envelope) -> Vec<HistoryChange> {
-        let DomainEvent::SignIn(event_of_attempt) = &event.event else {
-            return vec![];
+        let event_of_attempt = match &event.event {
+            DomainEvent::SignIn(event_of_attempt) => event_of_attempt,
+            DomainEvent::User(UserEvent::UserForgotten {
+                tenant_id, user_id, ..
+            }) => {
+                return vec![HistoryChange::Forget {
+                    tenant_id: *tenant_id,
+                    user_id: *user_id,
+                }];
+            }
+            _ => return vec![],
         };
         let finished = |sign_in_id: &SignInId, outcome, method, reason| HistoryChange::Finished {
             sign_in_id: *sign_in_id,
@@ -151,6 +168,13 @@ impl Projector for SignInHistory {
                 .bind(started_at)
                 .execute(connection)
                 .await?;
+            }
+            HistoryChange::Forget { tenant_id, user_id } => {
+                sqlx::query("DELETE FROM sign_in_history WHERE tenant_id = $1 AND user_id = $2")
+                    .bind(tenant_id.as_uuid())
+                    .bind(user_id.as_uuid())
+                    .execute(connection)
+                    .await?;
             }
             HistoryChange::CodeSent(sign_in_id) => {
                 sqlx::query(

@@ -6,6 +6,7 @@ use uuid::Uuid;
 use domain::ids::{EntraTenantId, TenantId, UserId};
 use domain::values::{DomainName, EmailAddress, EmailKey};
 
+use crate::chain::Digest;
 use crate::envelope::{DomainEvent, Envelope, LogPosition};
 
 pub fn envelope(aggregate_type: &str, sequence: i64, event: DomainEvent) -> Envelope {
@@ -21,6 +22,8 @@ pub fn envelope(aggregate_type: &str, sequence: i64, event: DomainEvent) -> Enve
             .with_ymd_and_hms(2026, 11, 27, 9, 0, 0)
             .single()
             .unwrap(),
+        tenant_id: Some(tenant()),
+        hash: Digest::GENESIS,
         event,
     }
 }

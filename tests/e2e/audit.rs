@@ -328,6 +328,7 @@ async fn export_writes_one_ndjson_line_per_event_equal_to_the_history() {
             "event_type",
             "event_version",
             "global_position",
+            "hash",
             "metadata",
             "payload",
             "recorded_at",
@@ -372,7 +373,7 @@ async fn export_fails_instead_of_truncating_when_the_database_fails_mid_stream()
                 jsonb_build_object('Padding', jsonb_build_object('tenant_id', $1::text, \
                                                                  'pad', repeat('x', 10000))), \
                 '{}' \
-         FROM generate_series(1, 4000) AS g",
+         FROM generate_series(1, 1500) AS g",
     )
     .bind(tenant.to_string())
     .execute(&db.pool)

@@ -67,6 +67,12 @@ where
     }
 }
 
+impl From<crate::personal_data::SealError> for CommandError {
+    fn from(error: crate::personal_data::SealError) -> Self {
+        Self::Unavailable(error.into())
+    }
+}
+
 impl From<sqlx::Error> for CommandError {
     fn from(error: sqlx::Error) -> Self {
         Self::Unavailable(error.into())

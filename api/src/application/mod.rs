@@ -19,6 +19,7 @@ pub use users::{CreatedUser, NewUser, NewUserSignIn};
 use crate::clock::Clock;
 use crate::executor::CommandExecutor;
 use crate::keys::{CodeHasher, EmailLookup, PasswordHashing, PasswordTokens};
+use crate::personal_data::PersonalDataKeys;
 use domain::domain_claim::DomainClaim;
 use domain::email_claim::EmailClaim;
 use domain::sign_in::SignIn;
@@ -45,6 +46,7 @@ pub struct Commands {
     emails: CommandExecutor<EmailClaim>,
     sign_ins: CommandExecutor<SignIn>,
     keys: Keys,
+    personal_data: Arc<PersonalDataKeys>,
     passwords: PasswordHashing,
     clock: Arc<dyn Clock>,
 }
@@ -56,18 +58,30 @@ pub const MAX_USERS_PER_REQUEST: usize = 1000;
 
 impl Commands {
     /// The write side on `pool`; conflicting commands are tried up to `max_attempts` times.
-    pub fn new(pool: PgPool, max_attempts: u32, keys: Keys, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        max_attempts: u32,
+        keys: Keys,
+        personal_data: Arc<PersonalDataKeys>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
-            tenants: CommandExecutor::new(pool.clone(), max_attempts),
-            users: CommandExecutor::new(pool.clone(), max_attempts),
-            domains: CommandExecutor::new(pool.clone(), max_attempts),
-            emails: CommandExecutor::new(pool.clone(), max_attempts),
-            sign_ins: CommandExecutor::new(pool.clone(), max_attempts),
+            tenants: CommandExecutor::new(pool.clone(), max_attempts, Arc::clone(&personal_data)),
+            users: CommandExecutor::new(pool.clone(), max_attempts, Arc::clone(&personal_data)),
+            domains: CommandExecutor::new(pool.clone(), max_attempts, Arc::clone(&personal_data)),
+            emails: CommandExecutor::new(pool.clone(), max_attempts, Arc::clone(&personal_data)),
+            sign_ins: CommandExecutor::new(pool.clone(), max_attempts, Arc::clone(&personal_data)),
             pool,
             keys,
+            personal_data,
             passwords: PasswordHashing,
             clock,
         }
+    }
+
+    /// The personal-data keys (sealing, opening, erasure).
+    pub const fn personal_data(&self) -> &Arc<PersonalDataKeys> {
+        &self.personal_data
     }
 
     /// The executor of tenant commands.

@@ -9,11 +9,13 @@ use domain::TenantScoped;
 use domain::email_claim::{EmailClaimCommand, EmailClaimError};
 use domain::ids::{CredentialId, PasswordTokenId, TenantId, UserId};
 use domain::metadata::NamedCommand;
-use domain::user::{NewUserMethod, PasswordTokenGrant, User, UserCommand, UserError};
+use domain::user::{
+    ErasureReason, NewUserMethod, PasswordTokenGrant, User, UserCommand, UserError,
+};
 use domain::values::{DisplayName, EmailAddress, EmailKey, Locale, Role, check_password_length};
 
 use super::{CommandError, Commands, PASSWORD_TOKEN_LIFETIME, credentials};
-use crate::executor::{CommandContext, Committed};
+use crate::executor::{CommandContext, Committed, ExecuteError};
 
 /// A claim whose holder has not come into existence (or moved to another address) this long
 /// after claiming counts as abandoned: its creation failed between claim and account.
@@ -271,6 +273,61 @@ impl Commands {
         }
     }
 
+    /// `ForgetUser` (AVG/GDPR erasure): records who erased the person and why, destroys their
+    /// data key (every personal field of every event then loads as erased), frees their e-mail
+    /// address and deletes their password verifiers. The read models drop their rows when they
+    /// apply the event. Safe to repeat: a second call finishes an interrupted erasure.
+    ///
+    /// # Errors
+    /// [`CommandError::User`] with `UserNotFound` for an unknown account, or an infrastructure
+    /// error (the erasure can then be repeated).
+    pub async fn forget_user(
+        &self,
+        context: &CommandContext,
+        tenant_id: TenantId,
+        user_id: UserId,
+        reason: ErasureReason,
+    ) -> Result<Committed<User>, CommandError> {
+        let committed = match self
+            .users
+            .execute(
+                &user_id.to_string(),
+                TenantScoped::new(tenant_id, UserCommand::ForgetUser { reason }),
+                context,
+            )
+            .await
+        {
+            Ok(committed) => committed,
+            Err(ExecuteError::Rejected(UserError::UserNotFound)) => {
+                // Already forgotten? Then finish what an interrupted erasure left.
+                let user = self.users.load(&user_id.to_string()).await?;
+                if user.forgotten_in(tenant_id).is_none() {
+                    return Err(UserError::UserNotFound.into());
+                }
+                Committed {
+                    events: Vec::new(),
+                    aggregate: user,
+                }
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.personal_data.destroy(user_id).await?;
+        if let Some(forgotten) = committed.aggregate.forgotten_in(tenant_id) {
+            let release = EmailClaimCommand::ReleaseEmail { user_id };
+            match self
+                .emails
+                .execute(forgotten.email_key.as_str(), release, context)
+                .await
+            {
+                Ok(_) | Err(ExecuteError::Rejected(EmailClaimError::NotHeldByUser)) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        credentials::delete_all_but(&self.pool, tenant_id, user_id, None).await?;
+        tracing::info!(user.id = %user_id, "person erased");
+        Ok(committed)
+    }
+
     /// Whether `password` is the user's current password (argon2id, off the async threads).
     /// Linked users and users without a password never match.
     ///
@@ -327,7 +384,7 @@ impl Commands {
             .await
         {
             Ok(_) => Ok(()),
-            Err(crate::executor::ExecuteError::Rejected(EmailClaimError::EmailTaken)) => {
+            Err(ExecuteError::Rejected(EmailClaimError::EmailTaken)) => {
                 let Some(abandoned) = self.abandoned_holder(email_key).await? else {
                     return Err(EmailClaimError::EmailTaken.into());
                 };

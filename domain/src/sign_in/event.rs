@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::entra::EntraSignInRefusal;
 use crate::ids::{EntraTenantId, SignInId, TenantId, UserId};
 use crate::sign_in_rule::SignInRequirement;
-use crate::values::{CodeHash, MobileNumber, ProviderErrorCode};
+use crate::values::{CodeHash, MobileNumber, Personal, ProviderErrorCode};
 
 /// Facts about a sign-in attempt. A persisted contract: never rename a variant or a field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +50,8 @@ pub enum SignInEvent {
         expires_at: DateTime<Utc>,
         /// Sign-in or phone enrollment.
         purpose: SmsCodePurpose,
-        /// The number being enrolled, for enrollment codes.
-        enrolling_phone: Option<MobileNumber>,
+        /// The number being enrolled, for enrollment codes (personal, sealed in the store).
+        enrolling_phone: Option<Personal<MobileNumber>>,
     },
     /// The right code was entered.
     SmsCodeVerified {

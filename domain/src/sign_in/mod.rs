@@ -19,7 +19,7 @@ use crate::TenantScoped;
 use crate::aggregate::impl_aggregate;
 use crate::ids::{SignInId, TenantId, UserId};
 use crate::sign_in_rule::{SignInRequirement, required_sign_in};
-use crate::values::{CodeHash, MobileNumber};
+use crate::values::{CodeHash, MobileNumber, Personal};
 
 /// How long a code may be used.
 pub const CODE_LIFETIME: Duration = Duration::minutes(5);
@@ -75,7 +75,7 @@ pub struct IssuedCode {
     /// Wrong guesses left.
     pub attempts_left: u32,
     /// The number being enrolled with this code, if any.
-    pub enrolling_phone: Option<MobileNumber>,
+    pub enrolling_phone: Option<Personal<MobileNumber>>,
 }
 
 impl_aggregate!(
@@ -421,7 +421,7 @@ fn request_code(
         issued_at: now,
         expires_at: now + CODE_LIFETIME,
         purpose,
-        enrolling_phone,
+        enrolling_phone: enrolling_phone.map(|phone| Personal::new(user_id, phone)),
     }])
 }
 

@@ -6,6 +6,7 @@ use crate::sign_in_rule::SignInFacts;
 use crate::test_support::{
     at, entra_tenant, error_code, other_tenant_id, sign_in_id, tenant_id, user_id,
 };
+use crate::values::Personal;
 
 type Given = TestFramework<SignIn>;
 
@@ -448,7 +449,7 @@ mod phone_enrollment {
                 issued_at: at(10),
                 expires_at: at(10) + CODE_LIFETIME,
                 purpose: SmsCodePurpose::PhoneEnrollment,
-                enrolling_phone: Some(phone),
+                enrolling_phone: Some(Personal::new(user_id(), phone)),
             }]);
     }
 

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 
 use crate::entra::{DomainBinding, EntraClaims};
 use crate::ids::{CredentialId, PasswordTokenId, UserId};
+use crate::user::ErasureReason;
 use crate::values::{DisplayName, DomainName, EmailAddress, EmailKey, Locale, MobileNumber, Role};
 
 /// Commands to a user account. Sent inside a [`crate::TenantScoped`] envelope.
@@ -70,6 +71,11 @@ pub enum UserCommand {
     },
     /// Support or the administrator removes a lost number; the next sign-in enrolls a new one.
     RemovePhone,
+    /// Erases the person: their data key is destroyed by the caller after this is recorded.
+    ForgetUser {
+        /// Why.
+        reason: ErasureReason,
+    },
     /// An Entra sign-in reached the account: bind the identity the first time, match it later.
     CompleteEntraSignIn {
         /// The account domain's current binding.
@@ -117,6 +123,7 @@ impl crate::metadata::NamedCommand for UserCommand {
             Self::EnrollPhone { .. } => "EnrollPhone",
             Self::RemovePhone => "RemovePhone",
             Self::CompleteEntraSignIn { .. } => "CompleteEntraSignIn",
+            Self::ForgetUser { .. } => "ForgetUser",
         }
     }
 }

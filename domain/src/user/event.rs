@@ -3,7 +3,9 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CredentialId, EntraObjectId, EntraTenantId, PasswordTokenId, TenantId, UserId};
-use crate::values::{DisplayName, DomainName, EmailAddress, EmailKey, Locale, MobileNumber, Role};
+use crate::values::{
+    DisplayName, DomainName, EmailAddress, EmailKey, Locale, MobileNumber, Personal, Role,
+};
 
 /// Facts about a user account. A persisted contract: never rename a variant or a field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,12 +16,12 @@ pub enum UserEvent {
         tenant_id: TenantId,
         /// The account.
         user_id: UserId,
-        /// Its e-mail address.
-        email: EmailAddress,
+        /// Its e-mail address (personal, sealed in the store).
+        email: Personal<EmailAddress>,
         /// The keyed hash of the address.
         email_key: EmailKey,
-        /// Display name.
-        display_name: DisplayName,
+        /// Display name (personal, sealed in the store).
+        display_name: Personal<DisplayName>,
         /// Role.
         role: Role,
         /// Language.
@@ -33,8 +35,8 @@ pub enum UserEvent {
         tenant_id: TenantId,
         /// The account.
         user_id: UserId,
-        /// The new address.
-        email: EmailAddress,
+        /// The new address (personal, sealed in the store).
+        email: Personal<EmailAddress>,
         /// Its keyed hash.
         email_key: EmailKey,
         /// The keyed hash of the address before.
@@ -110,8 +112,8 @@ pub enum UserEvent {
         tenant_id: TenantId,
         /// The account.
         user_id: UserId,
-        /// The number.
-        phone: MobileNumber,
+        /// The number (personal, sealed in the store).
+        phone: Personal<MobileNumber>,
     },
     /// The enrolled number was removed.
     PhoneRemoved {
@@ -128,9 +130,31 @@ pub enum UserEvent {
         user_id: UserId,
         /// The token's `tid`.
         entra_tenant_id: EntraTenantId,
-        /// The token's `oid`.
-        object_id: EntraObjectId,
+        /// The token's `oid` (personal: it identifies the person in their directory).
+        object_id: Personal<EntraObjectId>,
     },
+    /// The person was erased (AVG/GDPR): their data key is destroyed, so every personal field of
+    /// every event loads as erased; the events themselves stay.
+    UserForgotten {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// The account.
+        user_id: UserId,
+        /// Why.
+        reason: ErasureReason,
+    },
+}
+
+/// Why a person was erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureReason {
+    /// The person asked (AVG/GDPR article 17).
+    DataSubjectRequest,
+    /// The customer closed the account and asked for its data to be removed.
+    AccountClosed,
+    /// The retention period ended.
+    RetentionExpired,
 }
 
 /// The method chosen when the account was created.
@@ -179,6 +203,7 @@ impl DomainEvent for UserEvent {
             Self::PhoneEnrolled { .. } => "PhoneEnrolled",
             Self::PhoneRemoved { .. } => "PhoneRemoved",
             Self::EntraIdentityBound { .. } => "EntraIdentityBound",
+            Self::UserForgotten { .. } => "UserForgotten",
         }
         .to_owned()
     }

@@ -11,21 +11,35 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{NewUserMethod, PasswordTokenGrant, UserCommand};
 pub use error::UserError;
-pub use event::{LinkOrigin, PasswordTokenPurpose, UserEvent, UserMethod};
+pub use event::{ErasureReason, LinkOrigin, PasswordTokenPurpose, UserEvent, UserMethod};
 
 use crate::TenantScoped;
 use crate::aggregate::impl_aggregate;
 use crate::entra::{
-    DomainBinding, EntraAccount, EntraIdentity, EntraSignInAccepted, decide_entra_sign_in,
+    DomainBinding, EntraAccount, EntraIdentity, EntraSignInAccepted, EntraSignInRefusal,
+    decide_entra_sign_in,
 };
-use crate::ids::{CredentialId, EntraTenantId, PasswordTokenId, TenantId, UserId};
+use crate::ids::{CredentialId, EntraObjectId, EntraTenantId, PasswordTokenId, TenantId, UserId};
 use crate::sign_in_rule::SignInFacts;
-use crate::values::{DisplayName, DomainName, EmailAddress, EmailKey, Locale, MobileNumber, Role};
+use crate::values::{
+    DisplayName, DomainName, EmailAddress, EmailKey, Locale, MobileNumber, Personal, Role,
+};
 
 /// The account's state as its events left it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
     account: Option<Account>,
+    /// The person was erased: the id stays taken, the account is gone.
+    forgotten: Option<Forgotten>,
+}
+
+/// What remains of an erased account: enough to finish its erasure (free the address claim).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forgotten {
+    /// The tenant it belonged to.
+    pub tenant_id: TenantId,
+    /// The lookup key of the address it held.
+    pub email_key: EmailKey,
 }
 
 /// A created account.
@@ -36,11 +50,11 @@ pub struct Account {
     /// The account id.
     pub user_id: UserId,
     /// The e-mail address (canonical).
-    pub email: EmailAddress,
+    pub email: Personal<EmailAddress>,
     /// The keyed hash of the address: the e-mail claim it holds.
     pub email_key: EmailKey,
     /// Display name.
-    pub display_name: DisplayName,
+    pub display_name: Personal<DisplayName>,
     /// Role within the tenant.
     pub role: Role,
     /// Language of its e-mails.
@@ -56,7 +70,7 @@ pub struct Account {
     /// The last token that was used, to tell "used" from "unknown".
     pub used_token: Option<PasswordTokenId>,
     /// The enrolled mobile number.
-    pub phone: Option<MobileNumber>,
+    pub phone: Option<Personal<MobileNumber>>,
 }
 
 /// How an account is linked to Entra ID.
@@ -67,7 +81,16 @@ pub struct EntraLink {
     /// The Entra tenant of that domain at link time.
     pub entra_tenant_id: EntraTenantId,
     /// The identity bound at the first Entra sign-in.
-    pub identity: Option<EntraIdentity>,
+    pub identity: Option<BoundIdentity>,
+}
+
+/// The Entra identity an account is bound to; the object id is personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundIdentity {
+    /// The `tid`.
+    pub entra_tenant_id: EntraTenantId,
+    /// The `oid`.
+    pub object_id: Personal<EntraObjectId>,
 }
 
 /// A set-password token that can be used until it expires.
@@ -112,6 +135,13 @@ impl User {
         self.account.as_ref()
     }
 
+    /// What remains of an erased account seen by a principal of `tenant_id`.
+    pub fn forgotten_in(&self, tenant_id: TenantId) -> Option<&Forgotten> {
+        self.forgotten
+            .as_ref()
+            .filter(|forgotten| forgotten.tenant_id == tenant_id)
+    }
+
     /// The account as seen by a principal of `tenant_id`: another tenant's account is missing.
     pub fn account_in(&self, tenant_id: TenantId) -> Option<&Account> {
         self.account
@@ -136,7 +166,7 @@ impl User {
             method,
         } = command
         {
-            if self.account.is_some() {
+            if self.account.is_some() || self.forgotten.is_some() {
                 return Err(UserError::UserAlreadyExists);
             }
             return create_user(
@@ -155,11 +185,14 @@ impl User {
             tenant_id,
             user_id: account.user_id,
         };
+        // Only an erased person's fields are unreadable here, and an erased person has no account.
+        let email = account.email.known().ok_or(UserError::UserNotFound)?;
         match command {
             UserCommand::CreateUser { .. } => Err(UserError::UserAlreadyExists),
-            UserCommand::ChangeUserEmail { email, email_key } => {
-                change_email(account, scope, email, email_key)
-            }
+            UserCommand::ChangeUserEmail {
+                email: new_email,
+                email_key,
+            } => change_email(account, email, scope, new_email, email_key),
             UserCommand::DeactivateUser => {
                 if !account.active {
                     return Err(UserError::AlreadyDeactivated);
@@ -178,11 +211,11 @@ impl User {
                     user_id: scope.user_id,
                 }])
             }
-            UserCommand::LinkUserToEntra { binding } => link(account, scope, binding),
+            UserCommand::LinkUserToEntra { binding } => link(account, email, scope, binding),
             UserCommand::UnlinkUserFromEntra {
                 domain,
                 password_token,
-            } => unlink(account, scope, &domain, password_token),
+            } => unlink(account, email, scope, &domain, password_token),
             UserCommand::IssuePasswordToken { password_token } => {
                 ensure_password_user(account)?;
                 Ok(vec![token_issued(
@@ -222,7 +255,7 @@ impl User {
                 Ok(vec![UserEvent::PhoneEnrolled {
                     tenant_id,
                     user_id: scope.user_id,
-                    phone,
+                    phone: Personal::new(scope.user_id, phone),
                 }])
             }
             UserCommand::RemovePhone => {
@@ -234,12 +267,38 @@ impl User {
                     user_id: scope.user_id,
                 }])
             }
+            UserCommand::ForgetUser { reason } => Ok(vec![UserEvent::UserForgotten {
+                tenant_id,
+                user_id: scope.user_id,
+                reason,
+            }]),
             UserCommand::CompleteEntraSignIn { binding, claims } => {
+                let bound = account
+                    .entra
+                    .as_ref()
+                    .and_then(|link| link.identity.as_ref());
+                let bound_identity = match bound {
+                    None => None,
+                    Some(BoundIdentity {
+                        entra_tenant_id,
+                        object_id,
+                    }) => {
+                        // An unreadable binding must never look unbound (that would rebind).
+                        let object_id = *object_id.known().ok_or(UserError::EntraSignInRefused(
+                            EntraSignInRefusal::IdentityMismatch,
+                        ))?;
+                        Some(EntraIdentity {
+                            entra_tenant_id: *entra_tenant_id,
+                            object_id,
+                        })
+                    }
+                };
                 let view = EntraAccount {
+                    user_id: scope.user_id,
                     active: account.active,
-                    email: &account.email,
+                    email,
                     linked_entra_tenant: account.entra.as_ref().map(|link| link.entra_tenant_id),
-                    bound_identity: account.entra.as_ref().and_then(|link| link.identity),
+                    bound_identity,
                 };
                 match decide_entra_sign_in(&view, &binding, &claims)
                     .map_err(UserError::EntraSignInRefused)?
@@ -250,7 +309,7 @@ impl User {
                             tenant_id,
                             user_id: scope.user_id,
                             entra_tenant_id: identity.entra_tenant_id,
-                            object_id: identity.object_id,
+                            object_id: Personal::new(scope.user_id, identity.object_id),
                         }])
                     }
                 }
@@ -288,11 +347,20 @@ impl User {
             });
             return;
         }
+        if let UserEvent::UserForgotten { tenant_id, .. } = event {
+            if let Some(account) = self.account.take() {
+                self.forgotten = Some(Forgotten {
+                    tenant_id,
+                    email_key: account.email_key,
+                });
+            }
+            return;
+        }
         let Some(account) = self.account.as_mut() else {
             return;
         };
         match event {
-            UserEvent::UserCreated { .. } => {}
+            UserEvent::UserCreated { .. } | UserEvent::UserForgotten { .. } => {}
             UserEvent::UserEmailChanged {
                 email, email_key, ..
             } => {
@@ -342,7 +410,7 @@ impl User {
                 ..
             } => {
                 if let Some(link) = account.entra.as_mut() {
-                    link.identity = Some(EntraIdentity {
+                    link.identity = Some(BoundIdentity {
                         entra_tenant_id,
                         object_id,
                     });
@@ -391,9 +459,9 @@ fn create_user(
         UserEvent::UserCreated {
             tenant_id,
             user_id,
-            email,
+            email: Personal::new(user_id, email),
             email_key,
-            display_name,
+            display_name: Personal::new(user_id, display_name),
             role,
             locale,
             method,
@@ -404,11 +472,12 @@ fn create_user(
 
 fn change_email(
     account: &Account,
+    current: &EmailAddress,
     scope: UserScope,
     email: EmailAddress,
     email_key: EmailKey,
 ) -> Result<Vec<UserEvent>, UserError> {
-    if email == account.email {
+    if &email == current {
         return Err(UserError::EmailUnchanged);
     }
     if let Some(link) = &account.entra
@@ -419,7 +488,7 @@ fn change_email(
     Ok(vec![UserEvent::UserEmailChanged {
         tenant_id: scope.tenant_id,
         user_id: scope.user_id,
-        email,
+        email: Personal::new(scope.user_id, email),
         email_key,
         previous_email_key: account.email_key.clone(),
     }])
@@ -427,13 +496,14 @@ fn change_email(
 
 fn link(
     account: &Account,
+    email: &EmailAddress,
     scope: UserScope,
     binding: DomainBinding,
 ) -> Result<Vec<UserEvent>, UserError> {
     if !account.active {
         return Err(UserError::UserDeactivated);
     }
-    check_binding(scope.tenant_id, &account.email, &binding)?;
+    check_binding(scope.tenant_id, email, &binding)?;
     if account.entra.is_some() {
         return Err(UserError::AlreadyLinked);
     }
@@ -449,6 +519,7 @@ fn link(
 
 fn unlink(
     account: &Account,
+    email: &EmailAddress,
     scope: UserScope,
     domain: &DomainName,
     password_token: PasswordTokenGrant,
@@ -456,7 +527,7 @@ fn unlink(
     if !account.active {
         return Err(UserError::UserDeactivated);
     }
-    if !account.email.is_on_domain(domain) {
+    if !email.is_on_domain(domain) {
         return Err(UserError::EmailNotOnDomain);
     }
     let link = account

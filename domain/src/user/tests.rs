@@ -8,6 +8,7 @@ use crate::test_support::{
     at, binding, domain, email, email_key, entra_tenant, other_tenant_id, tenant_id, token_id,
     user_id,
 };
+use crate::values::Personal;
 
 type Given = TestFramework<User>;
 
@@ -30,9 +31,9 @@ fn created(address: &str, method: UserMethod) -> UserEvent {
     UserEvent::UserCreated {
         tenant_id: tenant_id(),
         user_id: user_id(),
-        email: email(address),
+        email: Personal::new(user_id(), email(address)),
         email_key: email_key(1),
-        display_name: DisplayName::parse("Anne de Vries").unwrap(),
+        display_name: Personal::new(user_id(), DisplayName::parse("Anne de Vries").unwrap()),
         role: Role::User,
         locale: Locale::Nl,
         method,
@@ -464,7 +465,7 @@ mod lifecycle {
             .then_expect_events(vec![UserEvent::UserEmailChanged {
                 tenant_id: tenant_id(),
                 user_id: user_id(),
-                email: email("alice@contoso.com"),
+                email: Personal::new(user_id(), email("alice@contoso.com")),
                 email_key: email_key(2),
                 previous_email_key: email_key(1),
             }]);
@@ -497,7 +498,7 @@ mod lifecycle {
         let enrolled = UserEvent::PhoneEnrolled {
             tenant_id: tenant_id(),
             user_id: user_id(),
-            phone: phone.clone(),
+            phone: Personal::new(user_id(), phone.clone()),
         };
         Given::with(())
             .given(password_user())
@@ -565,7 +566,7 @@ mod entra_sign_in {
             tenant_id: tenant_id(),
             user_id: user_id(),
             entra_tenant_id: entra_tenant(1),
-            object_id: EntraObjectId::from_uuid(Uuid::from_u128(9)),
+            object_id: Personal::new(user_id(), EntraObjectId::from_uuid(Uuid::from_u128(9))),
         }
     }
 
@@ -631,7 +632,7 @@ mod entra_sign_in {
             .when(sign_in(alias))
             .then_expect_error(UserError::EntraSignInRefused(
                 EntraSignInRefusal::NotPrimaryAddress {
-                    primary_email: email("alice@contoso.com"),
+                    primary_email: Personal::new(user_id(), email("alice@contoso.com")),
                 },
             ));
     }
@@ -666,5 +667,112 @@ mod entra_sign_in {
             .given(password_user())
             .when(sign_in(claims(identity(1, 9), "anne@contoso.com")))
             .then_expect_error(UserError::EntraSignInRefused(EntraSignInRefusal::NotLinked));
+    }
+}
+
+mod forget_user {
+    use super::*;
+    use crate::user::ErasureReason;
+
+    fn forgotten() -> UserEvent {
+        UserEvent::UserForgotten {
+            tenant_id: tenant_id(),
+            user_id: user_id(),
+            reason: ErasureReason::DataSubjectRequest,
+        }
+    }
+
+    #[test]
+    fn forgets_a_person_once_and_keeps_the_id_taken() {
+        Given::with(())
+            .given(password_user())
+            .when(scoped(UserCommand::ForgetUser {
+                reason: ErasureReason::DataSubjectRequest,
+            }))
+            .then_expect_events(vec![forgotten()]);
+        Given::with(())
+            .given([password_user(), vec![forgotten()]].concat())
+            .when(scoped(UserCommand::ForgetUser {
+                reason: ErasureReason::DataSubjectRequest,
+            }))
+            .then_expect_error(UserError::UserNotFound);
+        Given::with(())
+            .given([password_user(), vec![forgotten()]].concat())
+            .when(scoped(create(
+                "anne@contoso.com",
+                NewUserMethod::Sms {
+                    password_token: grant(9),
+                },
+            )))
+            .then_expect_error(UserError::UserAlreadyExists);
+    }
+
+    #[test]
+    fn a_history_with_erased_fields_replays_into_a_forgotten_account() {
+        let erase = |event: UserEvent| match event {
+            UserEvent::UserCreated {
+                tenant_id,
+                user_id,
+                email,
+                email_key,
+                display_name,
+                role,
+                locale,
+                method,
+            } => UserEvent::UserCreated {
+                tenant_id,
+                user_id,
+                email: email.erased(),
+                email_key,
+                display_name: display_name.erased(),
+                role,
+                locale,
+                method,
+            },
+            other => other,
+        };
+        let mut user = User::default();
+        for event in [password_user(), vec![forgotten()]].concat() {
+            user.evolve(erase(event));
+        }
+        assert_eq!(user.account(), None);
+        assert_eq!(
+            user.decide(scoped(UserCommand::DeactivateUser)),
+            Err(UserError::UserNotFound)
+        );
+    }
+
+    #[test]
+    fn an_account_whose_fields_cannot_be_read_refuses_decisions() {
+        let mut user = User::default();
+        let created = match created("anne@contoso.com", UserMethod::Sms) {
+            UserEvent::UserCreated {
+                tenant_id,
+                user_id,
+                email,
+                email_key,
+                display_name,
+                role,
+                locale,
+                method,
+            } => UserEvent::UserCreated {
+                tenant_id,
+                user_id,
+                email: email.erased(),
+                email_key,
+                display_name,
+                role,
+                locale,
+                method,
+            },
+            other => other,
+        };
+        user.evolve(created);
+        assert_eq!(
+            user.decide(scoped(UserCommand::LinkUserToEntra {
+                binding: binding("contoso.com", entra_tenant(1))
+            })),
+            Err(UserError::UserNotFound)
+        );
     }
 }

@@ -5,6 +5,7 @@ mod domain_name;
 mod email;
 mod hashes;
 mod locale;
+mod personal;
 mod phone;
 mod provider_error_code;
 
@@ -13,6 +14,7 @@ pub use domain_name::DomainName;
 pub use email::EmailAddress;
 pub use hashes::{CodeHash, EmailKey};
 pub use locale::{Locale, Role};
+pub use personal::Personal;
 pub use phone::MobileNumber;
 pub use provider_error_code::ProviderErrorCode;
 

@@ -1,0 +1,3 @@
+//! Background workers the service runs next to its projectors.
+
+pub mod checkpoints;
