@@ -6,8 +6,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use domain::ids::{TenantId, UserId};
+use domain::metadata::ActorRole;
+use domain::user::ErasureReason;
+
 use crate::configuration::Settings;
-use crate::startup::{Application, Database, shutdown_signal};
+use crate::executor::CommandContext;
+use crate::startup::{Application, Database, build_commands, shutdown_signal};
 use crate::workers::checkpoints::{self, CheckpointSigner};
 
 /// FinteQX Access: sign-in security for the FinteQX platform.
@@ -56,6 +61,49 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Personal-data keys (ADR-0011).
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Operator actions on users.
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+/// `finteqx keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Re-wraps every person's data key under the current master key, after the old master key
+    /// moved to `previous_data_key_encryption_keys`.
+    Rewrap,
+}
+
+/// `finteqx users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// Erases a person (AVG/GDPR): records who and why, destroys their data key, frees their
+    /// e-mail address. Repeating it finishes an interrupted erasure.
+    Forget {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// The user.
+        #[arg(long)]
+        user: UserId,
+        /// data_subject_request, account_closed or retention_expired.
+        #[arg(long, value_parser = parse_erasure_reason)]
+        reason: ErasureReason,
+    },
+}
+
+fn parse_erasure_reason(input: &str) -> Result<ErasureReason, String> {
+    serde_json::from_value(serde_json::Value::String(input.to_owned()))
+        .map_err(|_| "use data_subject_request, account_closed or retention_expired".to_owned())
 }
 
 /// `finteqx audit ...`
@@ -184,6 +232,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Audit { action } => audit_command(&settings, action).await,
+        Command::Keys {
+            action: KeysAction::Rewrap,
+        } => {
+            let database = Database::connect(&settings).await?;
+            let commands = build_commands(&settings, database.pool.clone())?;
+            let result = commands.personal_data().rewrap_all().await;
+            database.close().await;
+            println!(
+                "re-wrapped {} data keys under the current master key",
+                result?
+            );
+            Ok(())
+        }
+        Command::Users {
+            action:
+                UsersAction::Forget {
+                    tenant,
+                    user,
+                    reason,
+                },
+        } => {
+            let database = Database::connect(&settings).await?;
+            let commands = build_commands(&settings, database.pool.clone())?;
+            let context = CommandContext {
+                actor_id: "cli".to_owned(),
+                actor_role: ActorRole::Operator,
+                on_behalf_of: None,
+                tenant_id: Some(tenant),
+                correlation_id: uuid::Uuid::now_v7().to_string(),
+                occurred_at: chrono::Utc::now(),
+            };
+            let result = commands.forget_user(&context, tenant, user, reason).await;
+            database.close().await;
+            result?;
+            println!("user {user} of tenant {tenant} forgotten");
+            Ok(())
+        }
     }
 }
 
