@@ -297,10 +297,7 @@ impl Projector for LoginPage {
                 .await?;
             }
             LoginPageChange::Forget { tenant_id, user_id } => {
-                sqlx::query("DELETE FROM login_accounts WHERE tenant_id = $1 AND user_id = $2")
-                    .bind(tenant_id.as_uuid())
-                    .bind(user_id.as_uuid())
-                    .execute(connection)
+                crate::runner::delete_person(connection, "login_accounts", tenant_id, user_id)
                     .await?;
             }
             LoginPageChange::Update {

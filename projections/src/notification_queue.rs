@@ -119,12 +119,12 @@ impl Projector for NotificationQueue {
         match change {
             QueueChange::Queue(message) => insert(connection, message).await,
             QueueChange::Forget { tenant_id, user_id } => {
-                sqlx::query(
-                    "DELETE FROM notification_messages WHERE tenant_id = $1 AND user_id = $2",
+                crate::runner::delete_person(
+                    connection,
+                    "notification_messages",
+                    tenant_id,
+                    user_id,
                 )
-                .bind(tenant_id.as_uuid())
-                .bind(user_id.as_uuid())
-                .execute(connection)
                 .await?;
                 Ok(())
             }

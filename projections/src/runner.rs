@@ -144,44 +144,54 @@ pub(crate) async fn run_batch_into<P: Projector>(
     pool: &PgPool,
     target: &Target,
 ) -> Result<BatchOutcome, ProjectionError> {
-    let mut transaction = pool.begin().await?;
-    match apply_batch::<P>(&mut transaction, target, BATCH_SIZE).await {
-        Ok(outcome) => {
-            transaction.commit().await?;
-            Ok(outcome)
-        }
-        Err(BatchError::Database(error)) => Err(error.into()),
-        Err(BatchError::Unknown) => {
-            Err(ProjectionError::UnknownProjector(target.checkpoint.clone()))
-        }
-        Err(BatchError::Poisoned { applied_before, .. }) if applied_before > 0 => {
-            // Apply everything before the poisoned event; the next batch starts at it.
-            transaction.rollback().await?;
-            let mut transaction = pool.begin().await?;
-            match apply_batch::<P>(&mut transaction, target, applied_before).await {
-                Ok(outcome) => {
-                    transaction.commit().await?;
-                    Ok(outcome)
-                }
-                Err(BatchError::Database(error)) => Err(error.into()),
-                Err(_) => Err(ProjectionError::Database(sqlx::Error::Protocol(
-                    "the log changed under a batch".to_owned(),
-                ))),
+    let mut limit = BATCH_SIZE;
+    loop {
+        let mut transaction = pool.begin().await?;
+        match apply_batch::<P>(&mut transaction, target, limit).await {
+            Ok(outcome) => {
+                transaction.commit().await?;
+                return Ok(outcome);
+            }
+            Err(BatchError::Database(error)) => return Err(error.into()),
+            Err(BatchError::Unknown) => {
+                return Err(ProjectionError::UnknownProjector(target.checkpoint.clone()));
+            }
+            Err(BatchError::Poisoned { applied_before, .. }) if applied_before > 0 => {
+                // Apply everything before the poisoned event; the next batch starts at it.
+                transaction.rollback().await?;
+                limit = applied_before;
+            }
+            Err(BatchError::Poisoned {
+                position, reason, ..
+            }) => {
+                transaction.rollback().await?;
+                record_stop(pool, &target.checkpoint, position, &reason).await?;
+                tracing::error!(projector = %target.checkpoint, event.position = position, reason = %reason, "projector stopped at an event it cannot apply");
+                return Err(ProjectionError::Poisoned {
+                    projector: target.checkpoint.clone(),
+                    position,
+                    reason,
+                });
             }
         }
-        Err(BatchError::Poisoned {
-            position, reason, ..
-        }) => {
-            transaction.rollback().await?;
-            record_stop(pool, &target.checkpoint, position, &reason).await?;
-            tracing::error!(projector = %target.checkpoint, event.position = position, reason = %reason, "projector stopped at an event it cannot apply");
-            Err(ProjectionError::Poisoned {
-                projector: target.checkpoint.clone(),
-                position,
-                reason,
-            })
-        }
     }
+}
+
+/// Deletes an erased person's rows from one of a projector's tables.
+pub(crate) async fn delete_person(
+    connection: &mut PgConnection,
+    table: &'static str,
+    tenant_id: domain::ids::TenantId,
+    user_id: domain::ids::UserId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "DELETE FROM {table} WHERE tenant_id = $1 AND user_id = $2"
+    ))
+    .bind(tenant_id.as_uuid())
+    .bind(user_id.as_uuid())
+    .execute(connection)
+    .await?;
+    Ok(())
 }
 
 /// Applies batches on an open transaction until caught up, for the rebuild swap.

@@ -328,10 +328,7 @@ impl Projector for SettingsScreen {
                 .await?;
             }
             SettingsChange::UserForgotten { tenant_id, user_id } => {
-                sqlx::query("DELETE FROM settings_users WHERE tenant_id = $1 AND user_id = $2")
-                    .bind(tenant_id.as_uuid())
-                    .bind(user_id.as_uuid())
-                    .execute(connection)
+                crate::runner::delete_person(connection, "settings_users", tenant_id, user_id)
                     .await?;
             }
             SettingsChange::Update {

@@ -170,10 +170,7 @@ impl Projector for SignInHistory {
                 .await?;
             }
             HistoryChange::Forget { tenant_id, user_id } => {
-                sqlx::query("DELETE FROM sign_in_history WHERE tenant_id = $1 AND user_id = $2")
-                    .bind(tenant_id.as_uuid())
-                    .bind(user_id.as_uuid())
-                    .execute(connection)
+                crate::runner::delete_person(connection, "sign_in_history", tenant_id, user_id)
                     .await?;
             }
             HistoryChange::CodeSent(sign_in_id) => {
