@@ -1,0 +1,170 @@
+//! Routes anyone may call: health, the login page's first question, setting a password with the
+//! link from an e-mail, and this API's OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use domain::metadata::ActorRole;
+use domain::values::EmailAddress;
+use projections::login_page::{self, LoginStep, UNKNOWN_ACCOUNT};
+use projections::runner::{ProjectorStatus, statuses};
+
+use super::json::ApiJson;
+use super::problem::Problem;
+use super::{Accepted, command_problem};
+use crate::executor::CommandContext;
+use crate::startup::AppState;
+
+/// The routes of this module.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(login_options))
+        .routes(routes!(set_password))
+}
+
+/// The health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `degraded` (a projector is stopped) or `unavailable` (the database).
+    pub status: &'static str,
+    /// `ok` or `unavailable`.
+    pub database: &'static str,
+    /// Every projector's position, lag and stop.
+    #[schema(value_type = Vec<Object>)]
+    pub projectors: Vec<ProjectorStatus>,
+}
+
+/// `GET /health`: 200 when the database answers and no projector is stopped; 503 otherwise,
+/// naming the stopped projector and the event it stopped at.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    match statuses(&app.pool).await {
+        Ok(projectors) if projectors.iter().any(|p| p.stopped.is_some()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "degraded",
+                database: "ok",
+                projectors,
+            }),
+        ),
+        Ok(projectors) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok",
+                database: "ok",
+                projectors,
+            }),
+        ),
+        Err(error) => {
+            tracing::warn!(error.message = %error, "health check: database unavailable");
+            let body = Health {
+                status: "unavailable",
+                database: "unavailable",
+                projectors: Vec::new(),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+        }
+    }
+}
+
+/// The login page's question.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginOptionsRequest {
+    /// The e-mail address typed.
+    pub email: String,
+}
+
+/// How to continue. An unknown address gets the same answer as a password user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginOptionsResponse {
+    /// `password`, `password_then_sms`, `password_then_enroll_phone` or `entra_id`.
+    pub step: &'static str,
+    /// For `entra_id`: the Entra tenant to send the user to.
+    pub entra_tenant_id: Option<Uuid>,
+    /// Show "your administrator must approve FinteQX in Microsoft Entra ID".
+    pub consent_notice: bool,
+}
+
+/// `POST /login/options`: which way to sign in for an e-mail address.
+#[utoipa::path(post, path = "/login/options", tag = "sign-in",
+    request_body = LoginOptionsRequest,
+    responses((status = 200, body = LoginOptionsResponse), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn login_options(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<LoginOptionsRequest>,
+) -> Result<Json<LoginOptionsResponse>, Problem> {
+    // A malformed address cannot have an account: answer like an unknown one.
+    let options = match EmailAddress::parse(&body.email) {
+        Ok(email) => {
+            let key = app.commands.keys().email_lookup.key_for(&email);
+            login_page::login_options(&app.pool, &key)
+                .await
+                .map_err(super::database)?
+        }
+        Err(_) => UNKNOWN_ACCOUNT,
+    };
+    let (step, entra_tenant_id) = match options.step {
+        LoginStep::Password => ("password", None),
+        LoginStep::PasswordThenSms => ("password_then_sms", None),
+        LoginStep::PasswordThenEnrollPhone => ("password_then_enroll_phone", None),
+        LoginStep::EntraId { entra_tenant_id } => ("entra_id", Some(entra_tenant_id.as_uuid())),
+    };
+    Ok(Json(LoginOptionsResponse {
+        step,
+        entra_tenant_id,
+        consent_notice: options.consent_notice,
+    }))
+}
+
+/// `SetPassword` with the link from an e-mail.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPasswordRequest {
+    /// The token from the link.
+    pub token: String,
+    /// The new password (12–256 characters).
+    #[schema(value_type = String)]
+    pub password: SecretString,
+}
+
+/// `POST /password`: sets a password with a single-use, expiring link.
+#[utoipa::path(post, path = "/password", tag = "sign-in",
+    request_body = SetPasswordRequest,
+    responses((status = 200, body = Accepted), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn set_password(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<SetPasswordRequest>,
+) -> Result<Json<Accepted>, Problem> {
+    let correlation_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let context = CommandContext {
+        actor_id: "set-password-link".to_owned(),
+        actor_role: ActorRole::Anonymous,
+        on_behalf_of: None,
+        tenant_id: None,
+        correlation_id,
+        occurred_at: chrono::Utc::now(),
+    };
+    let committed = app
+        .commands
+        .set_password(&context, &body.token, body.password)
+        .await
+        .map_err(|e| command_problem(&e))?;
+    Ok(Json(Accepted {
+        position: committed.last_position(),
+    }))
+}
