@@ -10,6 +10,7 @@ mod bad_input;
 mod concurrency;
 mod embedded_database;
 mod erasure;
+mod http_api;
 mod passwords;
 mod persistence;
 mod read_models;

@@ -358,3 +358,77 @@ pub async fn revoke_staff_token(pool: &PgPool, token_id: Uuid) -> Result<bool, s
     .await?;
     Ok(result.rows_affected() == 1)
 }
+
+/// The tenant named by the route's `{tenant_id}`.
+fn tenant_param(parts: &Parts) -> Result<TenantId, Problem> {
+    let path = parts.uri.path();
+    let tenant = path
+        .strip_prefix("/tenants/")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(Problem::not_found)?;
+    tenant
+        .parse()
+        .map(TenantId::from_uuid)
+        .map_err(|_| Problem::not_found())
+}
+
+/// An administrator of the route's tenant, checked before the body is read.
+#[derive(Debug, Clone)]
+pub struct TenantAdmin {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The metadata the administrator's commands carry.
+    pub context: CommandContext,
+}
+
+impl FromRequestParts<AppState> for TenantAdmin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let tenant_id = tenant_param(parts)?;
+        let context = caller.administrator_of(tenant_id)?;
+        Ok(Self { tenant_id, context })
+    }
+}
+
+/// A reader of the route's tenant (its administrators, or support staff, whose read is recorded).
+#[derive(Debug, Clone)]
+pub struct TenantReader {
+    /// The tenant.
+    pub tenant_id: TenantId,
+}
+
+impl FromRequestParts<AppState> for TenantReader {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let tenant_id = tenant_param(parts)?;
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or_else(
+                || parts.uri.path().to_owned(),
+                |path| path.as_str().to_owned(),
+            );
+        let user_id = parts
+            .uri
+            .path()
+            .split("/users/")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|id| id.parse().ok())
+            .map(UserId::from_uuid);
+        caller
+            .reader_of(&state.pool, tenant_id, &route, user_id)
+            .await?;
+        Ok(Self { tenant_id })
+    }
+}

@@ -8,11 +8,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use domain::ids::{EntraTenantId, TenantId, UserId};
+use domain::ids::{EntraTenantId, UserId};
 use domain::values::DomainName;
 use projections::settings_screen;
 
-use super::auth::Caller;
+use super::auth::{TenantAdmin, TenantReader};
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::Problem;
@@ -63,13 +63,8 @@ pub struct DomainResponse {
     responses((status = 200, body = SettingsResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_settings(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath(tenant_id): ApiPath<Uuid>,
+    TenantReader { tenant_id }: TenantReader,
 ) -> Result<Json<SettingsResponse>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    caller
-        .reader_of(&app.pool, tenant_id, "/tenants/{tenant_id}/settings", None)
-        .await?;
     let view = settings_screen::settings(&app.pool, tenant_id)
         .await
         .map_err(super::database)?
@@ -111,12 +106,10 @@ pub struct SetMfaPolicyRequest {
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn set_mfa_policy(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath(tenant_id): ApiPath<Uuid>,
+    admin: TenantAdmin,
     ApiJson(body): ApiJson<SetMfaPolicyRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let committed = app
         .commands
         .set_mfa_policy(&context, tenant_id, body.sms_required)
@@ -144,12 +137,10 @@ pub struct BindDomainRequest {
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn bind_domain(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath(tenant_id): ApiPath<Uuid>,
+    admin: TenantAdmin,
     ApiJson(body): ApiJson<BindDomainRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let domain = field("domain", DomainName::parse(&body.domain))?;
     let entra = field(
         "entra_tenant_id",
@@ -171,11 +162,10 @@ pub async fn bind_domain(
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn release_domain(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, domain)): ApiPath<(Uuid, String)>,
+    admin: TenantAdmin,
+    ApiPath((_, domain)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<Accepted>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let domain = field("domain", DomainName::parse(&domain))?;
     let committed = app
         .commands
@@ -220,14 +210,12 @@ pub struct DomainUserAnswer {
 
 async fn domain_users(
     app: &AppState,
-    caller: &Caller,
-    tenant_id: Uuid,
+    admin: TenantAdmin,
     domain: &str,
     body: DomainUsersRequest,
     link: bool,
 ) -> Result<Json<DomainUsersResponse>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let domain = field("domain", DomainName::parse(domain))?;
     let user_ids: Vec<UserId> = body.user_ids.into_iter().map(UserId::from_uuid).collect();
     let outcomes = if link {
@@ -271,11 +259,11 @@ async fn domain_users(
     responses((status = 200, body = DomainUsersResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn link_domain_users(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, domain)): ApiPath<(Uuid, String)>,
+    admin: TenantAdmin,
+    ApiPath((_, domain)): ApiPath<(Uuid, String)>,
     ApiJson(body): ApiJson<DomainUsersRequest>,
 ) -> Result<Json<DomainUsersResponse>, Problem> {
-    domain_users(&app, &caller, tenant_id, &domain, body, true).await
+    domain_users(&app, admin, &domain, body, true).await
 }
 
 /// `POST /tenants/{tenant_id}/domains/{domain}/unlink_users`: `UnlinkDomainUsers`, per user.
@@ -285,9 +273,9 @@ pub async fn link_domain_users(
     responses((status = 200, body = DomainUsersResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn unlink_domain_users(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, domain)): ApiPath<(Uuid, String)>,
+    admin: TenantAdmin,
+    ApiPath((_, domain)): ApiPath<(Uuid, String)>,
     ApiJson(body): ApiJson<DomainUsersRequest>,
 ) -> Result<Json<DomainUsersResponse>, Problem> {
-    domain_users(&app, &caller, tenant_id, &domain, body, false).await
+    domain_users(&app, admin, &domain, body, false).await
 }

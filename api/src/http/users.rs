@@ -9,12 +9,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use domain::ids::{TenantId, UserId};
+use domain::ids::UserId;
 use domain::user::{ErasureReason, UserCommand};
 use domain::values::{DisplayName, EmailAddress, Locale, MobileNumber, Personal, Role};
 use projections::settings_screen;
 
-use super::auth::Caller;
+use super::auth::{TenantAdmin, TenantReader};
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::Problem;
@@ -79,14 +79,9 @@ pub struct UserResponse {
     responses((status = 200, body = Vec<UserResponse>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn list_users(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath(tenant_id): ApiPath<Uuid>,
+    TenantReader { tenant_id }: TenantReader,
     Query(page): Query<UserPage>,
 ) -> Result<Json<Vec<UserResponse>>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    caller
-        .reader_of(&app.pool, tenant_id, "/tenants/{tenant_id}/users", None)
-        .await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 500);
     let rows = settings_screen::users(
         &app.pool,
@@ -161,12 +156,10 @@ pub struct CreatedUserResponse {
     responses((status = 201, body = CreatedUserResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn create_user(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath(tenant_id): ApiPath<Uuid>,
+    admin: TenantAdmin,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> Result<(axum::http::StatusCode, Json<CreatedUserResponse>), Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let sign_in = match body.method.as_str() {
         "sms" => NewUserSignIn::Sms,
         "entra_id" => NewUserSignIn::EntraId,
@@ -214,12 +207,11 @@ pub struct ChangeEmailRequest {
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn change_user_email(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, user_id)): ApiPath<(Uuid, Uuid)>,
+    admin: TenantAdmin,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<ChangeEmailRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let email = field("email", EmailAddress::parse(&body.email))?;
     let committed = app
         .commands
@@ -233,13 +225,11 @@ pub async fn change_user_email(
 
 async fn user_command(
     app: &AppState,
-    caller: &Caller,
-    tenant_id: Uuid,
+    admin: TenantAdmin,
     user_id: Uuid,
     command: UserCommand,
 ) -> Result<Json<Accepted>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let committed = app
         .commands
         .execute_user_command(&context, tenant_id, UserId::from_uuid(user_id), command)
@@ -256,17 +246,10 @@ async fn user_command(
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn deactivate_user(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, user_id)): ApiPath<(Uuid, Uuid)>,
+    admin: TenantAdmin,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Accepted>, Problem> {
-    user_command(
-        &app,
-        &caller,
-        tenant_id,
-        user_id,
-        UserCommand::DeactivateUser,
-    )
-    .await
+    user_command(&app, admin, user_id, UserCommand::DeactivateUser).await
 }
 
 /// `POST /tenants/{tenant_id}/users/{user_id}/reactivate`: `ReactivateUser`.
@@ -275,17 +258,10 @@ pub async fn deactivate_user(
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn reactivate_user(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, user_id)): ApiPath<(Uuid, Uuid)>,
+    admin: TenantAdmin,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Accepted>, Problem> {
-    user_command(
-        &app,
-        &caller,
-        tenant_id,
-        user_id,
-        UserCommand::ReactivateUser,
-    )
-    .await
+    user_command(&app, admin, user_id, UserCommand::ReactivateUser).await
 }
 
 /// `DELETE /tenants/{tenant_id}/users/{user_id}/phone`: `RemovePhone` (a lost phone).
@@ -294,10 +270,10 @@ pub async fn reactivate_user(
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn remove_phone(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, user_id)): ApiPath<(Uuid, Uuid)>,
+    admin: TenantAdmin,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Accepted>, Problem> {
-    user_command(&app, &caller, tenant_id, user_id, UserCommand::RemovePhone).await
+    user_command(&app, admin, user_id, UserCommand::RemovePhone).await
 }
 
 /// `POST /tenants/{tenant_id}/users/{user_id}/password_link`: e-mails a new set-password link.
@@ -306,11 +282,10 @@ pub async fn remove_phone(
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn send_password_link(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, user_id)): ApiPath<(Uuid, Uuid)>,
+    admin: TenantAdmin,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Accepted>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let committed = app
         .commands
         .issue_password_token(&context, tenant_id, UserId::from_uuid(user_id))
@@ -336,12 +311,11 @@ pub struct ForgetUserRequest {
     responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn forget_user(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath((tenant_id, user_id)): ApiPath<(Uuid, Uuid)>,
+    admin: TenantAdmin,
+    ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<ForgetUserRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let tenant_id = TenantId::from_uuid(tenant_id);
-    let context = caller.administrator_of(tenant_id)?;
+    let TenantAdmin { tenant_id, context } = admin;
     let reason: ErasureReason = serde_json::from_value(serde_json::Value::String(body.reason))
         .map_err(|_| {
             Problem::new(
