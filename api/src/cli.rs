@@ -9,9 +9,12 @@ use clap::{Parser, Subcommand};
 use domain::ids::{TenantId, UserId};
 use domain::metadata::ActorRole;
 use domain::user::ErasureReason;
+use domain::values::{DisplayName, EmailAddress, Locale, Role};
 
+use crate::application::{NewUser, NewUserSignIn};
 use crate::configuration::Settings;
 use crate::executor::CommandContext;
+use crate::http::auth::{StaffRole, issue_staff_token, revoke_staff_token};
 use crate::startup::{Application, Database, build_commands, shutdown_signal};
 use crate::workers::checkpoints::{self, CheckpointSigner};
 
@@ -72,6 +75,58 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: UsersAction,
+    },
+    /// Provisions tenants.
+    Tenants {
+        /// What to do.
+        #[command(subcommand)]
+        action: TenantsAction,
+    },
+    /// Staff bearer tokens for support, auditors and operators (stored hashed).
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+}
+
+/// `finteqx tenants ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantsAction {
+    /// Registers a tenant and creates its first administrator (who receives a welcome mail
+    /// with a set-password link).
+    Register {
+        /// The tenant's display name.
+        #[arg(long)]
+        name: String,
+        /// nl or en.
+        #[arg(long, default_value = "nl")]
+        locale: String,
+        /// The first administrator's e-mail address.
+        #[arg(long)]
+        admin_email: String,
+        /// The first administrator's name.
+        #[arg(long)]
+        admin_name: String,
+    },
+}
+
+/// `finteqx tokens ...`
+#[derive(Debug, Subcommand)]
+pub enum TokensAction {
+    /// Issues a token and prints it once.
+    Issue {
+        /// support, auditor or operator.
+        #[arg(long)]
+        role: String,
+        /// Who holds it (a name or ticket; recorded).
+        #[arg(long)]
+        holder: String,
+    },
+    /// Revokes a token by its id.
+    Revoke {
+        /// The token id printed at issue.
+        token_id: uuid::Uuid,
     },
 }
 
@@ -245,6 +300,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Tenants {
+            action:
+                TenantsAction::Register {
+                    name,
+                    locale,
+                    admin_email,
+                    admin_name,
+                },
+        } => {
+            let database = Database::connect(&settings).await?;
+            let commands = build_commands(&settings, database.pool.clone())?;
+            let result =
+                register_tenant(&commands, &name, &locale, &admin_email, &admin_name).await;
+            database.close().await;
+            let (tenant_id, user_id) = result?;
+            println!("tenant {tenant_id} registered; administrator {user_id} gets a welcome mail");
+            Ok(())
+        }
+        Command::Tokens { action } => {
+            let database = Database::connect(&settings).await?;
+            let result = tokens_command(&database.pool, action).await;
+            database.close().await;
+            result
+        }
         Command::Users {
             action:
                 UsersAction::Forget {
@@ -255,14 +334,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let database = Database::connect(&settings).await?;
             let commands = build_commands(&settings, database.pool.clone())?;
-            let context = CommandContext {
-                actor_id: "cli".to_owned(),
-                actor_role: ActorRole::Operator,
-                on_behalf_of: None,
-                tenant_id: Some(tenant),
-                correlation_id: uuid::Uuid::now_v7().to_string(),
-                occurred_at: chrono::Utc::now(),
-            };
+            let context = operator_context(Some(tenant));
             let result = commands.forget_user(&context, tenant, user, reason).await;
             database.close().await;
             result?;
@@ -408,6 +480,75 @@ async fn projections_command(pool: &sqlx::PgPool, action: ProjectionsAction) -> 
                 anyhow::bail!("no projector named {name}");
             }
             println!("{name} resumed");
+        }
+    }
+    Ok(())
+}
+
+fn operator_context(tenant_id: Option<TenantId>) -> CommandContext {
+    CommandContext {
+        actor_id: "cli".to_owned(),
+        actor_role: ActorRole::Operator,
+        on_behalf_of: None,
+        tenant_id,
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        occurred_at: chrono::Utc::now(),
+    }
+}
+
+/// Registers a tenant and its first administrator (`finteqx tenants register`).
+///
+/// # Errors
+/// A malformed argument, or the use cases' errors.
+pub async fn register_tenant(
+    commands: &crate::application::Commands,
+    name: &str,
+    locale: &str,
+    admin_email: &str,
+    admin_name: &str,
+) -> anyhow::Result<(TenantId, UserId)> {
+    let display_name = DisplayName::parse(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let locale: Locale = locale
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--locale: {e}"))?;
+    let admin = NewUser {
+        email: EmailAddress::parse(admin_email)
+            .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?,
+        display_name: DisplayName::parse(admin_name)
+            .map_err(|e| anyhow::anyhow!("--admin-name: {e}"))?,
+        role: Role::Administrator,
+        locale,
+        sign_in: NewUserSignIn::Sms,
+    };
+    let tenant_id = TenantId::from_uuid(uuid::Uuid::now_v7());
+    let context = operator_context(Some(tenant_id));
+    commands
+        .register_tenant(&context, tenant_id, display_name, locale)
+        .await?;
+    let created = commands.create_user(&context, tenant_id, admin).await?;
+    Ok((tenant_id, created.user_id))
+}
+
+async fn tokens_command(pool: &sqlx::PgPool, action: TokensAction) -> anyhow::Result<()> {
+    match action {
+        TokensAction::Issue { role, holder } => {
+            let role = match role.as_str() {
+                "support" => StaffRole::Support,
+                "auditor" => StaffRole::Auditor,
+                "operator" => StaffRole::Operator,
+                other => anyhow::bail!("--role {other}: use support, auditor or operator"),
+            };
+            let (token_id, secret) = issue_staff_token(pool, role, &holder).await?;
+            println!(
+                "token {token_id} ({}) for {holder}; shown once:\n{secret}",
+                role.as_str()
+            );
+        }
+        TokensAction::Revoke { token_id } => {
+            if !revoke_staff_token(pool, token_id).await? {
+                anyhow::bail!("no live token {token_id}");
+            }
+            println!("token {token_id} revoked");
         }
     }
     Ok(())

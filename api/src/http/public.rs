@@ -26,6 +26,8 @@ use crate::startup::AppState;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
         .routes(routes!(login_options))
         .routes(routes!(set_password))
 }
@@ -74,6 +76,72 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
             (StatusCode::SERVICE_UNAVAILABLE, Json(body))
         }
     }
+}
+
+/// Projector lag above which an instance is not ready for traffic (its reads would be stale).
+pub const READY_LAG_EVENTS: i64 = 10_000;
+
+/// `GET /ready`: 200 when the database answers, no projector is stopped and none lags more
+/// than 10,000 events; 503 otherwise. For load balancers.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    let (status, Json(health)) = health(State(app)).await;
+    let lagging = health.projectors.iter().any(|p| p.lag > READY_LAG_EVENTS);
+    if status == StatusCode::OK && lagging {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "lagging",
+                ..health
+            }),
+        );
+    }
+    (status, Json(health))
+}
+
+/// `GET /metrics`: Prometheus text exposition of projector positions, lag and stops.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 503, body = Problem)))]
+pub async fn metrics(
+    State(app): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), Problem> {
+    use std::fmt::Write as _;
+    let projectors = statuses(&app.pool).await.map_err(super::database)?;
+    let mut text = String::new();
+    let mut metric = |name: &str, help: &str, value: fn(&ProjectorStatus) -> i64| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for projector in &projectors {
+            let _ = writeln!(
+                text,
+                "{name}{{projector=\"{}\"}} {}",
+                projector.name,
+                value(projector)
+            );
+        }
+    };
+    metric(
+        "finteqx_projector_position",
+        "Global position of the last applied event.",
+        |p| p.position,
+    );
+    metric(
+        "finteqx_projector_lag_events",
+        "Events in the log after the projector's position.",
+        |p| p.lag,
+    );
+    metric(
+        "finteqx_projector_stopped",
+        "1 when the projector is stopped at a poisoned event.",
+        |p| i64::from(p.stopped.is_some()),
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    ))
 }
 
 /// The login page's question.

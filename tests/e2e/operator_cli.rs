@@ -1,0 +1,155 @@
+//! The operator CLI's tenant provisioning and staff tokens.
+
+use reqwest::StatusCode;
+
+use api::http::auth::{StaffRole, issue_staff_token, revoke_staff_token};
+use domain::user::UserEvent;
+use domain::values::Role;
+
+use crate::helpers::TestDb;
+
+#[tokio::test]
+async fn provisioning_creates_a_tenant_and_its_first_administrator() {
+    let db = TestDb::new().await;
+    let commands = db.commands();
+
+    let (tenant, admin) = api::cli::register_tenant(
+        &commands,
+        "Akkermans Accountants",
+        "nl",
+        "beheer@akkermans.nl",
+        "Bea Heer",
+    )
+    .await
+    .unwrap();
+
+    let user = commands.users().load(&admin.to_string()).await.unwrap();
+    let account = user.account_in(tenant).unwrap();
+    assert_eq!(account.role, Role::Administrator);
+    let history = commands
+        .users()
+        .load_events(&admin.to_string())
+        .await
+        .unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|e| matches!(e.payload, UserEvent::PasswordTokenIssued { .. })),
+        "a welcome link is issued"
+    );
+    assert_eq!(history[0].metadata["actor_role"], "operator");
+    let bad = api::cli::register_tenant(&commands, "X", "de", "a@contoso.com", "A").await;
+    assert!(bad.unwrap_err().to_string().contains("--locale"));
+}
+
+#[tokio::test]
+async fn a_revoked_staff_token_no_longer_opens_anything() {
+    let db = TestDb::new().await;
+    let commands = db.commands();
+    let (tenant, _) = api::cli::register_tenant(
+        &commands,
+        "Akkermans Accountants",
+        "nl",
+        "beheer@akkermans.nl",
+        "Bea Heer",
+    )
+    .await
+    .unwrap();
+    db.run_projections().await;
+    let base = db.spawn_app().await;
+    let (token_id, secret) = issue_staff_token(&db.pool, StaffRole::Support, "Sam Support")
+        .await
+        .unwrap();
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT token_hash FROM staff_tokens WHERE token_id = $1")
+            .bind(token_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_ne!(stored, secret.as_bytes(), "only a hash is stored");
+    let settings = format!("{base}/tenants/{tenant}/settings");
+    let client = reqwest::Client::new();
+
+    assert_eq!(
+        client
+            .get(&settings)
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert!(revoke_staff_token(&db.pool, token_id).await.unwrap());
+    assert_eq!(
+        client
+            .get(&settings)
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        !revoke_staff_token(&db.pool, token_id).await.unwrap(),
+        "revoking twice reports it"
+    );
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_report_the_projectors() {
+    let db = TestDb::new().await;
+    let commands = db.commands();
+    api::cli::register_tenant(
+        &commands,
+        "Akkermans Accountants",
+        "nl",
+        "beheer@akkermans.nl",
+        "Bea Heer",
+    )
+    .await
+    .unwrap();
+    let base = db.spawn_app().await;
+    let client = reqwest::Client::new();
+
+    // Nothing projected yet: a small lag is still ready.
+    assert_eq!(
+        client
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("finteqx_projector_lag_events{projector=\"login_page\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("finteqx_projector_stopped{projector=\"settings_screen\"} 0"),
+        "{metrics}"
+    );
+    db.run_projections().await;
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("finteqx_projector_lag_events{projector=\"login_page\"} 0"),
+        "{metrics}"
+    );
+}
