@@ -153,3 +153,69 @@ async fn readiness_and_metrics_report_the_projectors() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn support_finds_an_account_by_address_and_the_lookup_is_recorded() {
+    let db = TestDb::new().await;
+    let commands = db.commands();
+    let (tenant, admin) = api::cli::register_tenant(
+        &commands,
+        "Akkermans Accountants",
+        "nl",
+        "beheer@akkermans.nl",
+        "Bea Heer",
+    )
+    .await
+    .unwrap();
+    db.run_projections().await;
+    let base = db.spawn_app().await;
+    let (token_id, secret) = issue_staff_token(&db.pool, StaffRole::Support, "Sam Support")
+        .await
+        .unwrap();
+    let (_, auditor) = issue_staff_token(&db.pool, StaffRole::Auditor, "Ada Auditor")
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let lookup = |token: String, email: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/support/user_lookup");
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"email": email}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let found = lookup(secret.clone(), "Beheer@Akkermans.nl").await;
+    assert_eq!(found.status(), StatusCode::OK);
+    let body: serde_json::Value = found.json().await.unwrap();
+    assert_eq!(
+        (body["tenant_id"].as_str(), body["user_id"].as_str()),
+        (
+            Some(tenant.to_string().as_str()),
+            Some(admin.to_string().as_str())
+        )
+    );
+    assert_eq!(
+        lookup(secret, "nobody@akkermans.nl").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        lookup(auditor, "beheer@akkermans.nl").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let recorded: (uuid::Uuid, uuid::Uuid, String) =
+        sqlx::query_as("SELECT token_id, user_id, route FROM support_reads WHERE tenant_id = $1")
+            .bind(tenant.as_uuid())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        (token_id, admin.as_uuid(), "/support/user_lookup".to_owned())
+    );
+}

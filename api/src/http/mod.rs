@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod json;
+pub mod lookup;
 pub mod path;
 pub mod problem;
 pub mod public;
@@ -42,6 +43,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(public::routes())
         .merge(tenants::routes())
         .merge(users::routes())
+        .merge(lookup::routes())
         .split_for_parts();
     openapi.info.title = "FinteQX Access".to_owned();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
