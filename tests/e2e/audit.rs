@@ -25,7 +25,7 @@ use crate::persistence::new_user;
 
 /// Waits until every committed event is below the oldest transaction in flight. The horizon is
 /// the whole server's, so concurrent tests in other databases can hold it back for a moment.
-async fn wait_until_visible(pool: &PgPool) {
+pub(crate) async fn wait_until_visible(pool: &PgPool) {
     for _ in 0..3000 {
         let visible: bool = sqlx::query_scalar(
             "SELECT NOT EXISTS (SELECT 1 FROM events \

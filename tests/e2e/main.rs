@@ -11,6 +11,7 @@ mod concurrency;
 mod embedded_database;
 mod erasure;
 mod http_api;
+mod http_audit;
 mod operator_cli;
 mod passwords;
 mod persistence;

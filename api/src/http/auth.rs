@@ -248,15 +248,15 @@ impl Caller {
                 token_id,
                 role: StaffRole::Support,
             } => {
-                sqlx::query("INSERT INTO support_reads (token_id, role, tenant_id, route, user_id) VALUES ($1, 'support', $2, $3, $4)")
-                    .bind(token_id)
-                    .bind(tenant_id.as_uuid())
-                    .bind(route)
-                    .bind(user_id.map(|id| id.as_uuid()))
-                    .execute(pool)
-                    .await
-                    .map_err(super::database)?;
-                Ok(())
+                record_read(
+                    pool,
+                    *token_id,
+                    StaffRole::Support,
+                    tenant_id,
+                    route,
+                    user_id,
+                )
+                .await
             }
             _ => self.administrator_of(tenant_id).map(drop),
         }
@@ -411,24 +411,95 @@ impl FromRequestParts<AppState> for TenantReader {
     ) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let tenant_id = tenant_param(parts)?;
-        let route = parts
-            .extensions
-            .get::<axum::extract::MatchedPath>()
-            .map_or_else(
-                || parts.uri.path().to_owned(),
-                |path| path.as_str().to_owned(),
-            );
-        let user_id = parts
-            .uri
-            .path()
-            .split("/users/")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|id| id.parse().ok())
-            .map(UserId::from_uuid);
+        let (route, user_id) = read_subject(parts);
         caller
             .reader_of(&state.pool, tenant_id, &route, user_id)
             .await?;
         Ok(Self { tenant_id })
+    }
+}
+
+/// What a read looks at: the route template and the subject user named by `/users/{user_id}`.
+fn read_subject(parts: &Parts) -> (String, Option<UserId>) {
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(
+            || parts.uri.path().to_owned(),
+            |path| path.as_str().to_owned(),
+        );
+    let user_id = parts
+        .uri
+        .path()
+        .split("/users/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse().ok())
+        .map(UserId::from_uuid);
+    (route, user_id)
+}
+
+/// Records a staff read in `support_reads`: who (token and role) looked at what, and when.
+///
+/// # Errors
+/// A database failure is 503: an unrecorded read is not answered.
+async fn record_read(
+    pool: &PgPool,
+    token_id: Uuid,
+    role: StaffRole,
+    tenant_id: TenantId,
+    route: &str,
+    user_id: Option<UserId>,
+) -> Result<(), Problem> {
+    sqlx::query(
+        "INSERT INTO support_reads (token_id, role, tenant_id, route, user_id) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_id)
+    .bind(role.as_str())
+    .bind(tenant_id.as_uuid())
+    .bind(route)
+    .bind(user_id.map(|id| id.as_uuid()))
+    .execute(pool)
+    .await
+    .map_err(super::database)?;
+    Ok(())
+}
+
+/// An auditor reading the route's tenant; the read is recorded in `support_reads` with the role
+/// `auditor`, so that "who looked at what" is complete. Checked before the query is read.
+///
+/// Only staff tokens with the auditor role pass: a tenant principal of another tenant gets 404
+/// (as if missing), every other principal 403, and an unauthenticated caller 401.
+#[derive(Debug, Clone)]
+pub struct TenantAuditor {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The auditor's token id.
+    pub token_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for TenantAuditor {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let tenant_id = tenant_param(parts)?;
+        caller.auditor(tenant_id)?;
+        let Principal::Staff {
+            token_id,
+            role: role @ StaffRole::Auditor,
+        } = caller.principal
+        else {
+            return Err(forbidden());
+        };
+        let (route, user_id) = read_subject(parts);
+        record_read(&state.pool, token_id, role, tenant_id, &route, user_id).await?;
+        Ok(Self {
+            tenant_id,
+            token_id,
+        })
     }
 }

@@ -1,12 +1,15 @@
 //! The HTTP API (axum 0.8): one route per command and read, problem+json errors, request ids and
 //! tracing on every request, and an OpenAPI 3.1 document generated from the same routes.
 
+pub mod audit;
 pub mod auth;
 pub mod json;
 pub mod lookup;
 pub mod path;
 pub mod problem;
 pub mod public;
+pub mod query;
+pub mod support;
 pub mod tenants;
 pub mod users;
 
@@ -44,6 +47,8 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(lookup::routes())
+        .merge(audit::routes())
+        .merge(support::routes())
         .split_for_parts();
     openapi.info.title = "FinteQX Access".to_owned();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

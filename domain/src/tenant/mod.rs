@@ -66,6 +66,13 @@ impl Tenant {
         self.consents.get(&entra_tenant_id).copied()
     }
 
+    /// Every recorded consent state, by Entra tenant in ascending order.
+    pub fn consents(&self) -> impl Iterator<Item = (EntraTenantId, ConsentState)> + '_ {
+        self.consents
+            .iter()
+            .map(|(entra_tenant_id, state)| (*entra_tenant_id, *state))
+    }
+
     /// Decides a command against the current state.
     ///
     /// # Errors
