@@ -1,5 +1,5 @@
 //! The outbound notification queue: one row per e-mail or SMS an event calls for, under a message
-//! id derived from the causing event (`{aggregate_type}/{aggregate_id}/{sequence}`), so replays and
+//! id derived from the causing event (`{aggregate_type}:{aggregate_id}:{sequence}`), so replays and
 //! rebuilds never create a second message. Delivery state belongs to the delivery workers, in
 //! `notification_deliveries`; a message without a delivery row is pending.
 
@@ -137,7 +137,7 @@ impl NotificationQueue {
     pub fn messages(event: &Envelope) -> Vec<NewMessage> {
         let message = |tenant_id: &TenantId, user_id: &UserId, kind, data| NewMessage {
             message_id: format!(
-                "{}/{}/{}",
+                "{}:{}:{}",
                 event.aggregate_type, event.aggregate_id, event.sequence
             ),
             tenant_id: *tenant_id,
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn each_message_is_named_after_its_causing_event() {
-        let id = "user/stream/7".to_owned();
+        let id = "user:stream:7".to_owned();
         assert_eq!(
             kinds(linked(LinkOrigin::DomainLink)),
             vec![(id.clone(), MessageKind::Linked)]
@@ -412,4 +412,51 @@ mod tests {
         assert_eq!(message.kind.channel(), "email");
         assert_eq!(MessageKind::SmsCode.channel(), "sms");
     }
+}
+
+/// Why a dead message could not be queued again.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    /// The tenant has no such message.
+    #[error("no such message")]
+    NotFound,
+    /// The message is not dead (pending, retrying or sent).
+    #[error("the message is not dead")]
+    NotDead,
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Queues a dead message of the tenant for delivery again, with a fresh attempt budget.
+///
+/// # Errors
+/// [`RetryError`].
+pub async fn retry_dead(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    message_id: &str,
+) -> Result<(), RetryError> {
+    let updated = sqlx::query(
+        "UPDATE notification_deliveries d SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL \
+         FROM notification_messages m \
+         WHERE d.message_id = $1 AND d.state = 'dead' AND m.message_id = d.message_id AND m.tenant_id = $2",
+    )
+    .bind(message_id)
+    .bind(tenant_id.as_uuid())
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 1 {
+        return Ok(());
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notification_messages WHERE message_id = $1 AND tenant_id = $2)")
+        .bind(message_id)
+        .bind(tenant_id.as_uuid())
+        .fetch_one(pool)
+        .await?;
+    Err(if exists {
+        RetryError::NotDead
+    } else {
+        RetryError::NotFound
+    })
 }

@@ -1,13 +1,15 @@
-//! The HTTP API over real HTTP: the seed's story as an administrator, who may reach what, the
-//! OpenAPI document, and what bad input gets.
+//! The HTTP API over real HTTP: the seed's story as an administrator and what auditors see of it,
+//! each command's effect through a read route, who may reach what, the OpenAPI document, and what
+//! bad input gets on every route.
 
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use api::http::auth::{StaffRole, issue_staff_token, start_session};
 use domain::ids::{TenantId, UserId};
-use domain::values::Role;
+use domain::user::UserCommand;
+use domain::values::{MobileNumber, Role};
 
 use crate::helpers::{TestDb, register_tenant};
 use crate::persistence::new_user;
@@ -26,6 +28,41 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// A request of `who` to `path`.
+    fn request(&self, who: &As, method: Method, path: &str) -> RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match who {
+            As::Anonymous => request,
+            As::Session(secret) => request.header(
+                "cookie",
+                format!("{}={secret}", api::http::auth::SESSION_COOKIE),
+            ),
+            As::Bearer(token) => request.bearer_auth(token),
+        }
+    }
+
+    /// Sends a request: its status, its JSON body (null if none), content type and request id.
+    async fn send(request: RequestBuilder) -> (StatusCode, Value, String, String) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (content_type, request_id) = (header("content-type"), header("x-request-id"));
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            content_type,
+            request_id,
+        )
+    }
+
     pub(crate) async fn call(
         &self,
         who: &As,
@@ -33,32 +70,54 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value, String) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        request = match who {
-            As::Anonymous => request,
-            As::Session(secret) => request.header(
-                "cookie",
-                format!("{}={secret}", api::http::auth::SESSION_COOKIE),
-            ),
-            As::Bearer(token) => request.bearer_auth(token),
-        };
+        let mut request = self.request(who, method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-            content_type,
-        )
+        let (status, body, content_type, _) = Self::send(request).await;
+        (status, body, content_type)
+    }
+
+    /// Like [`Api::call`], sending `request_id` as `x-request-id` (none: the service makes one);
+    /// answers the status, the body and the `x-request-id` the service answered.
+    pub(crate) async fn call_traced(
+        &self,
+        who: &As,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        request_id: Option<&str>,
+    ) -> (StatusCode, Value, String) {
+        let mut request = self.request(who, method, path);
+        if let Some(request_id) = request_id {
+            request = request.header("x-request-id", request_id);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let (status, body, _, answered) = Self::send(request).await;
+        if let Some(request_id) = request_id {
+            assert_eq!(answered, request_id, "the request id comes back");
+        }
+        assert!(!answered.is_empty(), "every answer names its request");
+        (status, body, answered)
+    }
+
+    /// Sends `body` as is, with `content_type`.
+    pub(crate) async fn call_raw(
+        &self,
+        who: &As,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> (StatusCode, Value, String) {
+        let request = self
+            .request(who, method, path)
+            .header("content-type", content_type)
+            .body(body);
+        let (status, body, content_type, _) = Self::send(request).await;
+        (status, body, content_type)
     }
 }
 
@@ -73,6 +132,9 @@ pub(crate) struct World {
     pub(crate) support: As,
     pub(crate) auditor: As,
     pub(crate) operator: As,
+    /// The administrator behind `admin`.
+    pub(crate) admin_id: UserId,
+    /// Anne, a user (SMS) of the tenant.
     pub(crate) user_id: UserId,
 }
 
@@ -137,6 +199,7 @@ pub(crate) async fn world() -> World {
         support,
         auditor,
         operator,
+        admin_id,
         user_id,
     }
 }
@@ -145,30 +208,43 @@ pub(crate) async fn world() -> World {
 async fn an_administrator_goes_through_the_seed_story_over_http() {
     let w = world().await;
     let t = w.tenant;
+    // Every command carries its own request id, to find its events in the audit history; one
+    // leaves it to the service.
+    let request_id = || Uuid::now_v7().to_string();
+    let (bind_id, jan_id, eva_id, dry_id, link_id, unlink_id) = (
+        request_id(),
+        request_id(),
+        request_id(),
+        request_id(),
+        request_id(),
+        request_id(),
+    );
     // Bind the domain, create an SMS user and an Entra user, require SMS.
     let (status, _, _) = w
         .api
-        .call(&w.admin, Method::POST, &format!("/tenants/{t}/domains"), Some(json!({"domain": "contoso.com", "entra_tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47"})))
+        .call_traced(&w.admin, Method::POST, &format!("/tenants/{t}/domains"), Some(json!({"domain": "contoso.com", "entra_tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47"})), Some(&bind_id))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, created, _) = w
         .api
-        .call(&w.admin, Method::POST, &format!("/tenants/{t}/users"), Some(json!({"email": "Jan@Contoso.com", "display_name": "Jan Jansen", "role": "user", "locale": "nl", "method": "sms"})))
+        .call_traced(&w.admin, Method::POST, &format!("/tenants/{t}/users"), Some(json!({"email": "Jan@Contoso.com", "display_name": "Jan Jansen", "role": "user", "locale": "nl", "method": "sms"})), Some(&jan_id))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let jan = created["user_id"].as_str().unwrap().to_owned();
     let (status, entra, _) = w
         .api
-        .call(&w.admin, Method::POST, &format!("/tenants/{t}/users"), Some(json!({"email": "eva@contoso.com", "display_name": "Eva", "role": "user", "locale": "en", "method": "entra_id"})))
+        .call_traced(&w.admin, Method::POST, &format!("/tenants/{t}/users"), Some(json!({"email": "eva@contoso.com", "display_name": "Eva", "role": "user", "locale": "en", "method": "entra_id"})), Some(&eva_id))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{entra}");
-    let (status, _, _) = w
+    let eva = entra["user_id"].as_str().unwrap().to_owned();
+    let (status, _, policy_id) = w
         .api
-        .call(
+        .call_traced(
             &w.admin,
             Method::PUT,
             &format!("/tenants/{t}/mfa_policy"),
             Some(json!({"sms_required": true})),
+            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -177,11 +253,12 @@ async fn an_administrator_goes_through_the_seed_story_over_http() {
         json!({"user_ids": [jan, w.user_id.to_string(), Uuid::now_v7()], "dry_run": true});
     let (status, dry, _) = w
         .api
-        .call(
+        .call_traced(
             &w.admin,
             Method::POST,
             &format!("/tenants/{t}/domains/contoso.com/link_users"),
             Some(selected.clone()),
+            Some(&dry_id),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -200,14 +277,16 @@ async fn an_administrator_goes_through_the_seed_story_over_http() {
     real["dry_run"] = json!(false);
     let (_, linked, _) = w
         .api
-        .call(
+        .call_traced(
             &w.admin,
             Method::POST,
             &format!("/tenants/{t}/domains/contoso.com/link_users"),
             Some(real),
+            Some(&link_id),
         )
         .await;
     assert_eq!(linked["users"][0]["result"], "changed");
+    assert_eq!(linked["users"][1]["result"], "changed");
     w.db.run_projections().await;
 
     // The settings screen and the login page show it.
@@ -276,11 +355,12 @@ async fn an_administrator_goes_through_the_seed_story_over_http() {
     // Unlink Jan again: back to a password form.
     let (_, unlinked, _) = w
         .api
-        .call(
+        .call_traced(
             &w.admin,
             Method::POST,
             &format!("/tenants/{t}/domains/contoso.com/unlink_users"),
             Some(json!({"user_ids": [jan]})),
+            Some(&unlink_id),
         )
         .await;
     assert_eq!(unlinked["users"][0]["result"], "changed");
@@ -295,17 +375,99 @@ async fn an_administrator_goes_through_the_seed_story_over_http() {
         )
         .await;
     assert_eq!(options["step"], "password");
-    // Every step is in the log with who did it.
-    let actors: Vec<String> = sqlx::query_scalar(
-        "SELECT metadata ->> 'actor_role' FROM events WHERE event_type IN ('MfaPolicySet', 'UserLinkedToEntra', 'UserUnlinkedFromEntra')",
-    )
-    .fetch_all(&w.db.pool)
-    .await
-    .unwrap();
+
+    // Auditors see every step over HTTP, in order, with who did it and the request that caused
+    // it.
+    let history = audit_history(&w).await;
+    let admin_id = w.admin_id.to_string();
+    let anne = w.user_id.to_string();
+    // Each step: its request id, and the events it caused (type, and a text of its payload).
+    type Caused<'a> = &'a [(&'a str, &'a str)];
+    let steps: [(&str, &str, Caused<'_>); 6] = [
+        (
+            "bind the domain",
+            &bind_id,
+            &[("DomainClaimed", "contoso.com")],
+        ),
+        ("create Jan", &jan_id, &[("UserCreated", &jan)]),
+        ("create Eva", &eva_id, &[("UserCreated", &eva)]),
+        ("require SMS", &policy_id, &[("MfaPolicySet", "")]),
+        (
+            "link Jan and Anne",
+            &link_id,
+            &[("UserLinkedToEntra", &jan), ("UserLinkedToEntra", &anne)],
+        ),
+        ("unlink Jan", &unlink_id, &[("UserUnlinkedFromEntra", &jan)]),
+    ];
+    let mut last_step_ends = 0;
+    for (step, request_id, expected) in steps {
+        let caused: Vec<(usize, &Value)> = history
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| event["metadata"]["correlation_id"] == request_id)
+            .collect();
+        let seen: Vec<(&str, String)> = caused
+            .iter()
+            .map(|(_, event)| {
+                (
+                    event["event_type"].as_str().unwrap(),
+                    event["payload"].to_string(),
+                )
+            })
+            .collect();
+        for (event_type, about) in expected {
+            let matching = seen
+                .iter()
+                .filter(|(seen_type, payload)| seen_type == event_type && payload.contains(about))
+                .count();
+            assert_eq!(
+                matching, 1,
+                "{step}: one {event_type} about {about:?} in {seen:?}"
+            );
+        }
+        for (_, event) in &caused {
+            let metadata = &event["metadata"];
+            assert_eq!(
+                (
+                    metadata["actor_role"].as_str(),
+                    metadata["actor_id"].as_str()
+                ),
+                (Some("administrator"), Some(admin_id.as_str())),
+                "{step}: {event}"
+            );
+            assert_eq!(metadata["tenant_id"], t.to_string(), "{step}: {event}");
+        }
+        let first = caused.first().map(|(index, _)| *index).unwrap();
+        assert!(
+            first >= last_step_ends,
+            "{step} comes after the step before"
+        );
+        last_step_ends = caused.last().map(|(index, _)| *index).unwrap();
+    }
     assert!(
-        !actors.is_empty() && actors.iter().all(|role| role == "administrator"),
-        "{actors:?}"
+        history
+            .iter()
+            .all(|event| event["metadata"]["correlation_id"] != dry_id.as_str()),
+        "the dry run wrote nothing"
     );
+}
+
+/// The tenant's whole history as an auditor reads it over HTTP, page after page.
+async fn audit_history(w: &World) -> Vec<Value> {
+    crate::audit::wait_until_visible(&w.db.pool).await;
+    let mut events = Vec::new();
+    let mut after = String::new();
+    for _ in 0..100 {
+        let path = format!("/tenants/{}/audit/events?limit=100{after}", w.tenant);
+        let (status, page, _) = w.api.call(&w.auditor, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return events,
+        }
+    }
+    panic!("the history never ended");
 }
 
 /// Every documented route with a path filled for the test tenant.
@@ -313,10 +475,7 @@ fn routes(w: &World, tenant: TenantId) -> Vec<(Method, String, bool)> {
     let (_, openapi) = api::http::api();
     let mut routes = Vec::new();
     for (path, item) in &openapi.paths.paths {
-        let concrete = path
-            .replace("{tenant_id}", &tenant.to_string())
-            .replace("{user_id}", &w.user_id.to_string())
-            .replace("{domain}", "contoso.com");
+        let concrete = fill(path, &tenant.to_string(), &w.user_id.to_string());
         for (method, operation) in [
             (Method::GET, &item.get),
             (Method::POST, &item.post),
@@ -343,6 +502,8 @@ async fn no_role_reaches_what_it_may_not_and_a_foreign_tenant_looks_missing() {
         // The audit routes are the auditors' alone; every other read is the tenant's
         // administrators' and support's.
         let audit = path.contains("/audit/");
+        // Support may also retry the tenant's dead notifications (there are none: 404).
+        let support_command = method == Method::POST && path.contains("/notifications/");
         let cells: [(&str, &As, &[StatusCode]); 6] = [
             ("anonymous", &As::Anonymous, &[StatusCode::UNAUTHORIZED]),
             (
@@ -356,6 +517,8 @@ async fn no_role_reaches_what_it_may_not_and_a_foreign_tenant_looks_missing() {
                 &w.support,
                 if read && !audit {
                     &[StatusCode::OK]
+                } else if support_command {
+                    &[StatusCode::NOT_FOUND]
                 } else {
                     &[StatusCode::FORBIDDEN]
                 },
@@ -586,4 +749,830 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("domain"))
     );
     assert_eq!(w.db.event_count().await, before, "nothing changed");
+}
+
+/// The Entra tenant that owns `contoso.com` in these tests.
+const CONTOSO_ENTRA: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// Asserts that an answer is the problem `slug` with `status`, naming `field`.
+#[track_caller]
+fn assert_problem(
+    answer: &(StatusCode, Value, String),
+    status: StatusCode,
+    slug: &str,
+    field: Option<&str>,
+) {
+    let (actual, problem, content_type) = answer;
+    assert_eq!(
+        (
+            *actual,
+            content_type.as_str(),
+            problem["type"].as_str(),
+            problem["field"].as_str()
+        ),
+        (
+            status,
+            "application/problem+json",
+            Some(format!("urn:finteqx:problem:{slug}").as_str()),
+            field
+        ),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| !detail.is_empty()),
+        "{problem}"
+    );
+}
+
+/// The users list of the settings screen.
+async fn users_list(w: &World) -> Vec<Value> {
+    let (status, users, _) = w
+        .api
+        .call(
+            &w.admin,
+            Method::GET,
+            &format!("/tenants/{}/users", w.tenant),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{users}");
+    users.as_array().unwrap().clone()
+}
+
+/// A user's row in the users list, if listed.
+async fn user_row(w: &World, user_id: &str) -> Option<Value> {
+    users_list(w)
+        .await
+        .into_iter()
+        .find(|row| row["user_id"] == user_id)
+}
+
+/// The login page's answer for an address.
+async fn login_options(w: &World, email: &str) -> Value {
+    let (status, options, _) = w
+        .api
+        .call(
+            &As::Anonymous,
+            Method::POST,
+            "/login/options",
+            Some(json!({"email": email})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{options}");
+    options
+}
+
+/// Creates a user over HTTP and returns their id.
+async fn create_user(w: &World, email: &str, method: &str) -> String {
+    let (status, created, _) = w
+        .api
+        .call(
+            &w.admin,
+            Method::POST,
+            &format!("/tenants/{}/users", w.tenant),
+            Some(json!({"email": email, "display_name": "Nieuw", "role": "user", "locale": "nl", "method": method})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{email}: {created}");
+    created["user_id"].as_str().unwrap().to_owned()
+}
+
+/// Binds `contoso.com` over HTTP.
+async fn bind_contoso(w: &World) {
+    let (status, answer, _) = w
+        .api
+        .call(
+            &w.admin,
+            Method::POST,
+            &format!("/tenants/{}/domains", w.tenant),
+            Some(json!({"domain": "contoso.com", "entra_tenant_id": CONTOSO_ENTRA})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// Links (or unlinks) users through `contoso.com` over HTTP and brings the read models up.
+async fn link_through_contoso(w: &World, user_ids: &[&str], link: bool) {
+    let action = if link { "link_users" } else { "unlink_users" };
+    let (status, answer, _) = w
+        .api
+        .call(
+            &w.admin,
+            Method::POST,
+            &format!("/tenants/{}/domains/contoso.com/{action}", w.tenant),
+            Some(json!({ "user_ids": user_ids })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|user| user["result"] == "changed"),
+        "{answer}"
+    );
+    w.db.run_projections().await;
+}
+
+#[tokio::test]
+async fn an_administrator_fixes_an_alias_and_the_old_address_is_free_again() {
+    // Arrange
+    let w = world().await;
+    let anne = w.user_id.to_string();
+    let email = format!("/tenants/{}/users/{anne}/email", w.tenant);
+
+    // Act
+    let (status, accepted, _) = w
+        .api
+        .call(
+            &w.admin,
+            Method::PUT,
+            &email,
+            Some(json!({"email": "Anne.deVries@contoso.com"})),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    assert!(accepted["position"].is_i64(), "{accepted}");
+    w.db.run_projections().await;
+    assert_eq!(
+        user_row(&w, &anne).await.unwrap()["email"],
+        "anne.devries@contoso.com"
+    );
+    create_user(&w, "anne@contoso.com", "sms").await;
+    // The same address again, or another user's, is refused and changes nothing.
+    let before = w.db.event_count().await;
+    assert_problem(
+        &w.api
+            .call(
+                &w.admin,
+                Method::PUT,
+                &email,
+                Some(json!({"email": "anne.devries@contoso.com"})),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "email-unchanged",
+        Some("email"),
+    );
+    assert_problem(
+        &w.api
+            .call(
+                &w.admin,
+                Method::PUT,
+                &email,
+                Some(json!({"email": "beheer@contoso.com"})),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "email-taken",
+        Some("email"),
+    );
+    assert_eq!(w.db.event_count().await, before);
+}
+
+#[tokio::test]
+async fn an_administrator_deactivates_and_reactivates_a_user_but_not_twice() {
+    // Arrange
+    let w = world().await;
+    let anne = w.user_id.to_string();
+    let user = format!("/tenants/{}/users/{anne}", w.tenant);
+
+    // Act: deactivate.
+    let (status, accepted, _) = w
+        .api
+        .call(&w.admin, Method::POST, &format!("{user}/deactivate"), None)
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    w.db.run_projections().await;
+    assert_eq!(user_row(&w, &anne).await.unwrap()["active"], false);
+    let before = w.db.event_count().await;
+    assert_problem(
+        &w.api
+            .call(&w.admin, Method::POST, &format!("{user}/deactivate"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "user-already-deactivated",
+        None,
+    );
+    assert_eq!(w.db.event_count().await, before);
+
+    // Act: reactivate.
+    let (status, accepted, _) = w
+        .api
+        .call(&w.admin, Method::POST, &format!("{user}/reactivate"), None)
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    w.db.run_projections().await;
+    assert_eq!(user_row(&w, &anne).await.unwrap()["active"], true);
+    assert_problem(
+        &w.api
+            .call(&w.admin, Method::POST, &format!("{user}/reactivate"), None)
+            .await,
+        StatusCode::CONFLICT,
+        "user-not-deactivated",
+        None,
+    );
+}
+
+#[tokio::test]
+async fn an_administrator_sends_a_new_password_link_but_not_to_an_entra_user() {
+    // Arrange
+    let w = world().await;
+    let t = w.tenant;
+    let anne = w.user_id.to_string();
+    let request_id = Uuid::now_v7().to_string();
+
+    // Act
+    let (status, accepted, _) = w
+        .api
+        .call_traced(
+            &w.admin,
+            Method::POST,
+            &format!("/tenants/{t}/users/{anne}/password_link"),
+            None,
+            Some(&request_id),
+        )
+        .await;
+
+    // Assert: a reset link after the welcome link, sent by the administrator.
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    w.db.run_projections().await;
+    let issued: Vec<Value> = audit_history(&w)
+        .await
+        .into_iter()
+        .filter(|event| {
+            event["event_type"] == "PasswordTokenIssued"
+                && event["payload"]["PasswordTokenIssued"]["user_id"] == anne.as_str()
+        })
+        .collect();
+    let purposes: Vec<&str> = issued
+        .iter()
+        .map(|event| {
+            event["payload"]["PasswordTokenIssued"]["purpose"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(purposes, ["welcome", "reset"], "{issued:?}");
+    let reset = &issued[1]["metadata"];
+    assert_eq!(
+        (
+            reset["actor_role"].as_str(),
+            reset["actor_id"].as_str(),
+            reset["correlation_id"].as_str()
+        ),
+        (
+            Some("administrator"),
+            Some(w.admin_id.to_string().as_str()),
+            Some(request_id.as_str())
+        )
+    );
+
+    // An Entra user has no password to reset.
+    bind_contoso(&w).await;
+    let eva = create_user(&w, "eva@contoso.com", "entra_id").await;
+    let before = w.db.event_count().await;
+    assert_problem(
+        &w.api
+            .call(
+                &w.admin,
+                Method::POST,
+                &format!("/tenants/{t}/users/{eva}/password_link"),
+                None,
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "user-signs-in-with-entra",
+        None,
+    );
+    assert_eq!(w.db.event_count().await, before);
+}
+
+#[tokio::test]
+async fn an_administrator_removes_a_lost_phone_and_without_one_gets_a_conflict() {
+    // Arrange
+    let w = world().await;
+    let t = w.tenant;
+    let anne = w.user_id.to_string();
+    let phone = format!("/tenants/{t}/users/{anne}/phone");
+    assert_problem(
+        &w.api.call(&w.admin, Method::DELETE, &phone, None).await,
+        StatusCode::CONFLICT,
+        "no-phone-enrolled",
+        None,
+    );
+    w.db.commands()
+        .execute_user_command(
+            &crate::helpers::admin(t),
+            t,
+            w.user_id,
+            UserCommand::EnrollPhone {
+                phone: MobileNumber::parse("+31612345678").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    w.db.run_projections().await;
+    assert_eq!(user_row(&w, &anne).await.unwrap()["phone"], "+31*******78");
+
+    // Act
+    let (status, accepted, _) = w.api.call(&w.admin, Method::DELETE, &phone, None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    w.db.run_projections().await;
+    assert_eq!(user_row(&w, &anne).await.unwrap()["phone"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_administrator_forgets_a_user_whose_address_then_looks_unknown() {
+    // Arrange: Anne signs in with Entra ID, which the login page tells.
+    let w = world().await;
+    let anne = w.user_id.to_string();
+    bind_contoso(&w).await;
+    link_through_contoso(&w, &[&anne], true).await;
+    assert_eq!(
+        login_options(&w, "anne@contoso.com").await["step"],
+        "entra_id"
+    );
+    let unknown = login_options(&w, "nobody@contoso.com").await;
+    let forget = format!("/tenants/{}/users/{anne}/forget", w.tenant);
+    let before = w.db.event_count().await;
+    assert_problem(
+        &w.api
+            .call(
+                &w.admin,
+                Method::POST,
+                &forget,
+                Some(json!({"reason": "because"})),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "erasure-reason-unknown",
+        Some("reason"),
+    );
+    assert_eq!(w.db.event_count().await, before);
+
+    // Act
+    let (status, accepted, _) = w
+        .api
+        .call(
+            &w.admin,
+            Method::POST,
+            &forget,
+            Some(json!({"reason": "data_subject_request"})),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    w.db.run_projections().await;
+    assert!(user_row(&w, &anne).await.is_none(), "no longer listed");
+    assert_eq!(login_options(&w, "anne@contoso.com").await, unknown);
+}
+
+#[tokio::test]
+async fn an_administrator_releases_a_domain_once_no_user_is_linked_through_it() {
+    // Arrange
+    let w = world().await;
+    let t = w.tenant;
+    let anne = w.user_id.to_string();
+    bind_contoso(&w).await;
+    link_through_contoso(&w, &[&anne], true).await;
+    let domain = format!("/tenants/{t}/domains/contoso.com");
+    let settings = async || {
+        let (status, settings, _) = w
+            .api
+            .call(
+                &w.admin,
+                Method::GET,
+                &format!("/tenants/{t}/settings"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{settings}");
+        settings
+    };
+    let before = w.db.event_count().await;
+    assert_problem(
+        &w.api.call(&w.admin, Method::DELETE, &domain, None).await,
+        StatusCode::CONFLICT,
+        "domain-has-linked-users",
+        Some("domain"),
+    );
+    assert_eq!(w.db.event_count().await, before);
+    assert_eq!(settings().await["domains"][0]["domain"], "contoso.com");
+    link_through_contoso(&w, &[&anne], false).await;
+
+    // Act
+    let (status, accepted, _) = w.api.call(&w.admin, Method::DELETE, &domain, None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    w.db.run_projections().await;
+    assert_eq!(settings().await["domains"], json!([]));
+    assert_problem(
+        &w.api.call(&w.admin, Method::DELETE, &domain, None).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "domain-not-linked",
+        Some("domain"),
+    );
+}
+
+#[tokio::test]
+async fn a_user_sets_a_password_once_with_the_link_from_the_welcome_mail() {
+    // Arrange: the secret of Anne's outstanding welcome link.
+    let w = world().await;
+    let commands = w.db.commands();
+    let anne = w.user_id.to_string();
+    let token_id = commands
+        .users()
+        .load(&anne)
+        .await
+        .unwrap()
+        .account()
+        .unwrap()
+        .password_token
+        .unwrap()
+        .token_id;
+    let secret = commands
+        .keys()
+        .password_tokens
+        .secret_for(w.user_id, token_id);
+    let before = w.db.event_count().await;
+    assert_problem(
+        &w.api
+            .call(
+                &As::Anonymous,
+                Method::POST,
+                "/password",
+                Some(json!({"token": secret, "password": "too short"})),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "password-too-short",
+        Some("password"),
+    );
+    assert_eq!(w.db.event_count().await, before);
+    let request_id = Uuid::now_v7().to_string();
+
+    // Act
+    let (status, accepted, _) = w
+        .api
+        .call_traced(
+            &As::Anonymous,
+            Method::POST,
+            "/password",
+            Some(json!({"token": secret, "password": "correct horse battery staple"})),
+            Some(&request_id),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    w.db.run_projections().await;
+    assert_eq!(user_row(&w, &anne).await.unwrap()["has_password"], true);
+    let set: Vec<Value> = audit_history(&w)
+        .await
+        .into_iter()
+        .filter(|event| event["metadata"]["correlation_id"] == request_id.as_str())
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(
+        (
+            set[0]["event_type"].as_str(),
+            set[0]["metadata"]["actor_role"].as_str()
+        ),
+        (Some("PasswordSet"), Some("anonymous"))
+    );
+    let after = w.db.event_count().await;
+    assert_problem(
+        &w.api
+            .call(
+                &As::Anonymous,
+                Method::POST,
+                "/password",
+                Some(json!({"token": secret, "password": "another long passphrase"})),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "set-password-link-used",
+        Some("token"),
+    );
+    assert_eq!(w.db.event_count().await, after);
+}
+
+/// A documented operation.
+struct Route {
+    method: Method,
+    /// The path template, such as `/tenants/{tenant_id}/users`.
+    template: String,
+    /// It takes a request body.
+    has_body: bool,
+    /// It documents no 401: anyone may call it.
+    public: bool,
+}
+
+/// Every operation of the OpenAPI document.
+fn documented_routes() -> Vec<Route> {
+    let (_, openapi) = api::http::api();
+    let mut routes = Vec::new();
+    for (template, item) in &openapi.paths.paths {
+        for (method, operation) in [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
+            (Method::DELETE, &item.delete),
+        ] {
+            if let Some(operation) = operation {
+                routes.push(Route {
+                    method,
+                    template: template.clone(),
+                    has_body: operation.request_body.is_some(),
+                    public: !operation.responses.responses.contains_key("401"),
+                });
+            }
+        }
+    }
+    routes
+}
+
+/// A template with its tenant and user filled in.
+fn fill(template: &str, tenant: &str, user: &str) -> String {
+    template
+        .replace("{tenant_id}", tenant)
+        .replace("{user_id}", user)
+        .replace("{domain}", "contoso.com")
+        .replace("{message_id}", "no-such-message")
+}
+
+/// A body the route would accept, so that only the id in its path is wrong.
+fn valid_body(w: &World, template: &str) -> Value {
+    match template {
+        "/tenants/{tenant_id}/users" => {
+            json!({"email": "nieuw@contoso.com", "display_name": "Nieuw", "role": "user", "locale": "nl", "method": "sms"})
+        }
+        "/tenants/{tenant_id}/users/{user_id}/email" => json!({"email": "nieuw@contoso.com"}),
+        "/tenants/{tenant_id}/users/{user_id}/forget" => json!({"reason": "account_closed"}),
+        "/tenants/{tenant_id}/mfa_policy" => json!({"sms_required": true}),
+        "/tenants/{tenant_id}/domains" => {
+            json!({"domain": "contoso.com", "entra_tenant_id": CONTOSO_ENTRA})
+        }
+        "/tenants/{tenant_id}/domains/{domain}/link_users"
+        | "/tenants/{tenant_id}/domains/{domain}/unlink_users" => {
+            json!({"user_ids": [w.user_id.to_string()]})
+        }
+        // A route added later: the ids are checked before its body.
+        _ => json!({}),
+    }
+}
+
+/// The first caller who gets past authentication and authorisation on `path`: the tenant's
+/// administrator on tenant routes, else a staff role; anyone on public routes.
+async fn caller_for(w: &World, route: &Route, path: &str, body: Option<&Value>) -> As {
+    if route.public {
+        return As::Anonymous;
+    }
+    let candidates = if route.template.starts_with("/tenants/") {
+        [&w.admin, &w.support, &w.auditor, &w.operator]
+    } else {
+        [&w.support, &w.auditor, &w.operator, &w.admin]
+    };
+    for candidate in candidates {
+        let (status, _, _) = w
+            .api
+            .call_raw(
+                candidate,
+                route.method.clone(),
+                path,
+                "application/json",
+                body.map_or_else(|| "{".to_owned(), Value::to_string),
+            )
+            .await;
+        if !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return candidate.clone();
+        }
+    }
+    panic!("no role may call {} {}", route.method, route.template);
+}
+
+#[tokio::test]
+async fn every_route_with_a_body_answers_bad_input_with_a_problem_and_changes_nothing() {
+    let w = world().await;
+    let before = w.db.event_count().await;
+    let (t, anne) = (w.tenant.to_string(), w.user_id.to_string());
+    let json = "application/json";
+    let oversized = format!(
+        "{{\"surprise\": \"{}\"}}",
+        "x".repeat(api::http::BODY_LIMIT_BYTES)
+    );
+    let cases: [(&str, &str, &str, StatusCode, &str); 10] = [
+        (
+            "truncated JSON",
+            "{",
+            json,
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+        ),
+        (
+            "malformed JSON",
+            "{,}",
+            json,
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+        ),
+        (
+            "no JSON at all",
+            "email=anne@contoso.com",
+            json,
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+        ),
+        (
+            "an array",
+            "[]",
+            json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "a string",
+            "\"x\"",
+            json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "a number",
+            "42",
+            json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "null",
+            "null",
+            json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "only an unknown field",
+            "{\"surprise\": 1}",
+            json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            "a body over 64 KiB",
+            &oversized,
+            json,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+        ),
+        (
+            "no JSON content type",
+            "{\"surprise\": 1}",
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "json-required",
+        ),
+    ];
+    let mut checked = Vec::new();
+    for route in documented_routes().iter().filter(|route| route.has_body) {
+        let method = &route.method;
+        let template = &route.template;
+        let path = fill(template, &t, &anne);
+        let caller = caller_for(&w, route, &path, None).await;
+        for (case, body, content_type, status, slug) in cases {
+            let answer = w
+                .api
+                .call_raw(
+                    &caller,
+                    method.clone(),
+                    &path,
+                    content_type,
+                    body.to_owned(),
+                )
+                .await;
+            assert_problem_of(&answer, status, slug, &format!("{method} {path}: {case}"));
+        }
+        if template.starts_with("/tenants/{tenant_id}") {
+            let path = fill(template, "not-a-uuid", &anne);
+            let answer = w
+                .api
+                .call(
+                    &caller,
+                    method.clone(),
+                    &path,
+                    Some(valid_body(&w, template)),
+                )
+                .await;
+            assert_problem_of(
+                &answer,
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("{method} {path}"),
+            );
+        }
+        checked.push(format!("{method} {template}"));
+    }
+    for route in [
+        "POST /tenants/{tenant_id}/users",
+        "PUT /tenants/{tenant_id}/users/{user_id}/email",
+        "POST /tenants/{tenant_id}/users/{user_id}/forget",
+        "PUT /tenants/{tenant_id}/mfa_policy",
+        "POST /tenants/{tenant_id}/domains",
+        "POST /tenants/{tenant_id}/domains/{domain}/link_users",
+        "POST /tenants/{tenant_id}/domains/{domain}/unlink_users",
+        "POST /login/options",
+        "POST /password",
+        "POST /support/user_lookup",
+    ] {
+        assert!(
+            checked.iter().any(|seen| seen == route),
+            "{route} was checked"
+        );
+    }
+    assert_eq!(
+        w.db.event_count().await,
+        before,
+        "no bad input changed anything"
+    );
+}
+
+#[tokio::test]
+async fn an_id_that_is_no_uuid_names_nothing_on_any_route() {
+    let w = world().await;
+    let before = w.db.event_count().await;
+    let (t, anne) = (w.tenant.to_string(), w.user_id.to_string());
+    let mut users_checked = 0;
+    for route in documented_routes() {
+        let template = &route.template;
+        let mut paths = Vec::new();
+        if template.contains("{tenant_id}") {
+            paths.push(fill(template, "not-a-uuid", &anne));
+        }
+        if template.contains("{user_id}") {
+            paths.push(fill(template, &t, "not-a-uuid"));
+            users_checked += 1;
+        }
+        for path in paths {
+            // A body the route would take, so that only the id is wrong.
+            let body = route.has_body.then(|| valid_body(&w, template));
+            let caller = caller_for(&w, &route, &path, body.as_ref()).await;
+            let answer = w.api.call(&caller, route.method.clone(), &path, body).await;
+            assert_problem_of(
+                &answer,
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("{} {path}", route.method),
+            );
+        }
+    }
+    assert!(users_checked >= 8, "{users_checked} routes with a user id");
+    assert_eq!(w.db.event_count().await, before, "nothing changed");
+}
+
+/// Asserts a problem+json answer of `status` and `slug` for the request `what`.
+#[track_caller]
+fn assert_problem_of(
+    answer: &(StatusCode, Value, String),
+    status: StatusCode,
+    slug: &str,
+    what: &str,
+) {
+    let (actual, problem, content_type) = answer;
+    assert_eq!(
+        (*actual, content_type.as_str()),
+        (status, "application/problem+json"),
+        "{what}: {problem}"
+    );
+    let problem_type = problem["type"].as_str().unwrap_or_default();
+    assert!(
+        problem_type.starts_with("urn:finteqx:problem:"),
+        "{what}: {problem}"
+    );
+    assert_eq!(
+        problem_type,
+        format!("urn:finteqx:problem:{slug}"),
+        "{what}: {problem}"
+    );
+    assert_eq!(problem["status"], status.as_u16(), "{what}: {problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| !detail.is_empty()),
+        "{what}: {problem}"
+    );
 }

@@ -219,3 +219,84 @@ async fn support_finds_an_account_by_address_and_the_lookup_is_recorded() {
         (token_id, admin.as_uuid(), "/support/user_lookup".to_owned())
     );
 }
+
+#[tokio::test]
+async fn support_queues_a_dead_message_again_and_only_a_dead_one() {
+    let db = TestDb::new().await;
+    let commands = db.commands();
+    let (tenant, admin) = api::cli::register_tenant(
+        &commands,
+        "Akkermans Accountants",
+        "nl",
+        "beheer@akkermans.nl",
+        "Bea Heer",
+    )
+    .await
+    .unwrap();
+    let (other, _) =
+        api::cli::register_tenant(&commands, "Andere BV", "en", "beheer@andere.nl", "Ann Der")
+            .await
+            .unwrap();
+    db.run_projections().await;
+    let message: String =
+        sqlx::query_scalar("SELECT message_id FROM notification_messages WHERE user_id = $1")
+            .bind(admin.as_uuid())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    // The delivery worker gave up on it.
+    sqlx::query("INSERT INTO notification_deliveries (message_id, state, attempts, last_error) VALUES ($1, 'dead', 8, 'refused')")
+        .bind(&message)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let base = db.spawn_app().await;
+    let (_, secret) = issue_staff_token(&db.pool, StaffRole::Support, "Sam Support")
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let retry = |tenant: domain::ids::TenantId, message: String| {
+        let client = client.clone();
+        let (base, secret) = (base.clone(), secret.clone());
+        async move {
+            client
+                .post(format!(
+                    "{base}/tenants/{tenant}/notifications/{message}/retry"
+                ))
+                .bearer_auth(secret)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+
+    assert_eq!(
+        retry(other, message.clone()).await,
+        StatusCode::NOT_FOUND,
+        "another tenant's message is missing"
+    );
+    assert_eq!(retry(tenant, message.clone()).await, StatusCode::OK);
+    let (state, attempts): (String, i32) =
+        sqlx::query_as("SELECT state, attempts FROM notification_deliveries WHERE message_id = $1")
+            .bind(&message)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    assert_eq!(
+        retry(tenant, message.clone()).await,
+        StatusCode::CONFLICT,
+        "a pending message is not retried"
+    );
+    assert_eq!(
+        retry(tenant, "user:nothing:1".to_owned()).await,
+        StatusCode::NOT_FOUND
+    );
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM support_reads WHERE route LIKE '%/retry'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(recorded >= 2, "support's retries are recorded");
+}

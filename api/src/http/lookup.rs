@@ -2,8 +2,9 @@
 //! identifies one account), for support staff only, and recorded like every support read.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,6 +22,36 @@ use crate::startup::AppState;
 /// The routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(look_up_user))
+}
+
+/// A caller holding a support token, checked before the body is read.
+pub struct SupportStaff(Caller);
+
+impl FromRequestParts<AppState> for SupportStaff {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if matches!(
+            caller.principal,
+            Principal::Staff {
+                role: StaffRole::Support,
+                ..
+            }
+        ) {
+            Ok(Self(caller))
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "your role may not do this",
+            ))
+        }
+    }
 }
 
 /// The address to look up.
@@ -46,23 +77,9 @@ pub struct LookupResponse {
     responses((status = 200, body = LookupResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn look_up_user(
     State(app): State<AppState>,
-    caller: Caller,
+    SupportStaff(caller): SupportStaff,
     ApiJson(body): ApiJson<LookupRequest>,
 ) -> Result<Json<LookupResponse>, Problem> {
-    if !matches!(
-        caller.principal,
-        Principal::Staff {
-            role: StaffRole::Support,
-            ..
-        }
-    ) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            "your role may not do this",
-        ));
-    }
     let email = super::field("email", EmailAddress::parse(&body.email))?;
     let key = app.commands.keys().email_lookup.key_for(&email);
     let account = login_page::account(&app.pool, &key)

@@ -52,6 +52,14 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .split_for_parts();
     openapi.info.title = "FinteQX Access".to_owned();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let types: Vec<String> = problem::PROBLEM_TYPES
+        .iter()
+        .map(|slug| format!("{}{slug}", problem::TYPE_PREFIX))
+        .collect();
+    openapi
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert("x-problem-types".to_owned(), serde_json::json!(types));
     (router, openapi)
 }
 

@@ -20,6 +20,88 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// The prefix of every problem type.
 pub const TYPE_PREFIX: &str = "urn:finteqx:problem:";
 
+/// Every problem type the API answers with (after [`TYPE_PREFIX`]); published in the OpenAPI
+/// document as `x-problem-types`.
+pub const PROBLEM_TYPES: &[&str] = &[
+    "already-exists",
+    "body-too-large",
+    "code-attempts-exhausted",
+    "code-expired",
+    "code-resend-too-soon",
+    "concurrent-change",
+    "cursor-malformed",
+    "dependency-unavailable",
+    "display-name-control-characters",
+    "display-name-empty",
+    "display-name-too-long",
+    "domain-claimed-by-another-tenant",
+    "domain-has-linked-users",
+    "domain-malformed",
+    "domain-not-linked",
+    "domain-not-registrable",
+    "email-malformed",
+    "email-not-held",
+    "email-not-on-domain",
+    "email-taken",
+    "email-too-long",
+    "email-unchanged",
+    "entra-sign-in-refused",
+    "entra-tenant-id-invalid",
+    "erasure-reason-unknown",
+    "event-type-malformed",
+    "filter-needs-events-format",
+    "forbidden",
+    "format-unknown",
+    "hash-malformed",
+    "id-malformed",
+    "invalid-body",
+    "invalid-query",
+    "json-required",
+    "limit-out-of-range",
+    "locale-unsupported",
+    "malformed-json",
+    "message-not-dead",
+    "method-not-allowed",
+    "method-unknown",
+    "no-code-sent",
+    "no-phone-enrolled",
+    "not-found",
+    "password-not-accepted",
+    "password-too-long",
+    "password-too-short",
+    "personal-microsoft-tenant",
+    "phone-already-enrolled",
+    "phone-malformed",
+    "phone-not-mobile",
+    "phone-required",
+    "provider-error-code-malformed",
+    "role-unknown",
+    "set-password-link-expired",
+    "set-password-link-invalid",
+    "set-password-link-used",
+    "sign-in-already-started",
+    "sign-in-expired",
+    "sign-in-finished",
+    "sign-in-not-found",
+    "sms-not-required",
+    "sms-send-limit",
+    "state-unknown",
+    "tenant-not-found",
+    "time-malformed",
+    "time-range-reversed",
+    "too-many-codes",
+    "too-many-users",
+    "unauthenticated",
+    "unreadable-body",
+    "user-already-deactivated",
+    "user-already-linked",
+    "user-deactivated",
+    "user-not-deactivated",
+    "user-not-found",
+    "user-not-linked",
+    "user-signs-in-with-entra",
+];
+
 /// A problem response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -55,10 +137,8 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
-            retryable: matches!(
-                status,
-                StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE
-            ) && slug != "already-exists",
+            // Only a lost race or an outage can go away by itself.
+            retryable: status == StatusCode::SERVICE_UNAVAILABLE || slug == "concurrent-change",
         }
     }
 
@@ -246,6 +326,93 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_mapped_refusal_has_a_published_type() {
+        let value_errors = [
+            ValueError::EmailMalformed,
+            ValueError::EmailTooLong,
+            ValueError::DomainMalformed,
+            ValueError::DomainNotRegistrable,
+            ValueError::PhoneMalformed,
+            ValueError::PhoneNotMobile,
+            ValueError::DisplayNameEmpty,
+            ValueError::DisplayNameTooLong,
+            ValueError::DisplayNameControlCharacters,
+            ValueError::LocaleUnsupported,
+            ValueError::RoleUnknown,
+            ValueError::EntraTenantIdInvalid,
+            ValueError::PersonalMicrosoftTenant,
+            ValueError::HashMalformed,
+            ValueError::PasswordTooShort,
+            ValueError::PasswordTooLong,
+            ValueError::ProviderErrorCodeMalformed,
+        ];
+        let user_errors = [
+            UserError::UserNotFound,
+            UserError::UserAlreadyExists,
+            UserError::UserDeactivated,
+            UserError::AlreadyDeactivated,
+            UserError::NotDeactivated,
+            UserError::EmailUnchanged,
+            UserError::EmailNotOnDomain,
+            UserError::DomainNotClaimedByTenant,
+            UserError::AlreadyLinked,
+            UserError::NotLinked,
+            UserError::LinkedToEntra,
+            UserError::PasswordTokenUnknown,
+            UserError::PasswordTokenExpired,
+            UserError::PasswordTokenAlreadyUsed,
+            UserError::PhoneAlreadyEnrolled,
+            UserError::NoPhoneEnrolled,
+            UserError::EntraSignInRefused(domain::entra::EntraSignInRefusal::GuestAccount),
+        ];
+        let sign_in_errors = [
+            SignInError::AlreadyStarted,
+            SignInError::NotStarted,
+            SignInError::Finished,
+            SignInError::AttemptExpired,
+            SignInError::PasswordNotAccepted,
+            SignInError::SmsNotRequired,
+            SignInError::PhoneNumberRequired,
+            SignInError::ResendTooSoon {
+                retry_after_seconds: 1,
+            },
+            SignInError::TooManyCodes,
+            SignInError::SendLimitReached {
+                limit: domain::sign_in::SendLimit::PerUser,
+            },
+            SignInError::NoCodeIssued,
+            SignInError::CodeExpired,
+            SignInError::CodeAttemptsExhausted,
+        ];
+        let mut errors: Vec<CommandError> = value_errors
+            .into_iter()
+            .map(|e| CommandError::invalid("f", e))
+            .collect();
+        errors.extend(user_errors.into_iter().map(CommandError::User));
+        errors.extend(sign_in_errors.into_iter().map(CommandError::SignIn));
+        errors.extend([
+            CommandError::Tenant(TenantError::NotRegistered),
+            CommandError::Tenant(TenantError::AlreadyRegistered),
+            CommandError::DomainClaim(DomainClaimError::ClaimedByAnotherTenant),
+            CommandError::DomainClaim(DomainClaimError::NotClaimedByTenant),
+            CommandError::DomainClaim(DomainClaimError::HasLinkedUsers { linked_users: 1 }),
+            CommandError::EmailClaim(EmailClaimError::EmailTaken),
+            CommandError::EmailClaim(EmailClaimError::NotHeldByUser),
+            CommandError::TooManyUsers { max: 1 },
+            CommandError::Conflict,
+            CommandError::Unavailable(anyhow::anyhow!("down")),
+        ]);
+        for error in errors {
+            let problem = Problem::from(&error);
+            let slug = problem.problem_type.trim_start_matches(TYPE_PREFIX);
+            assert!(
+                PROBLEM_TYPES.contains(&slug),
+                "{slug} ({error:?}) is not published"
+            );
+        }
+    }
+
+    #[test]
     fn domain_refusals_map_to_stable_types_statuses_and_fields() {
         let cases = [
             (
@@ -260,7 +427,7 @@ mod tests {
                 409,
                 "email-taken",
                 Some("email"),
-                true,
+                false,
             ),
             (CommandError::Conflict, 409, "concurrent-change", None, true),
             (

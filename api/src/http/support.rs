@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sign_ins))
         .routes(routes!(notifications))
+        .routes(routes!(retry_notification))
 }
 
 /// How many sign-in attempts.
@@ -208,5 +209,28 @@ mod tests {
             redact("number +31612345678 unreachable"),
             "number [redacted] unreachable"
         );
+    }
+}
+
+/// `POST /tenants/{tenant_id}/notifications/{message_id}/retry`: queues a dead message again
+/// (support or the tenant's administrators; recorded with the reads).
+#[utoipa::path(post, path = "/tenants/{tenant_id}/notifications/{message_id}/retry", tag = "support",
+    params(("tenant_id" = Uuid, Path, description = "The tenant"), ("message_id" = String, Path, description = "The stable message id")),
+    responses((status = 200, description = "queued again"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+pub async fn retry_notification(
+    State(app): State<AppState>,
+    TenantReader { tenant_id }: TenantReader,
+    ApiPath((_, message_id)): ApiPath<(Uuid, String)>,
+) -> Result<axum::http::StatusCode, Problem> {
+    match notification_queue::retry_dead(&app.pool, tenant_id, &message_id).await {
+        Ok(()) => Ok(axum::http::StatusCode::OK),
+        Err(notification_queue::RetryError::NotFound) => Err(Problem::not_found()),
+        Err(notification_queue::RetryError::NotDead) => Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "message-not-dead",
+            "Conflict",
+            "only a dead message can be retried",
+        )),
+        Err(notification_queue::RetryError::Database(error)) => Err(super::database(error)),
     }
 }
