@@ -300,3 +300,50 @@ async fn support_queues_a_dead_message_again_and_only_a_dead_one() {
             .unwrap();
     assert!(recorded >= 2, "support's retries are recorded");
 }
+
+#[tokio::test]
+async fn a_database_outage_is_a_retryable_503_problem() {
+    let db = TestDb::new().await;
+    let commands = db.commands();
+    let (tenant, _) = api::cli::register_tenant(
+        &commands,
+        "Akkermans Accountants",
+        "nl",
+        "beheer@akkermans.nl",
+        "Bea Heer",
+    )
+    .await
+    .unwrap();
+    let (_, secret) = issue_staff_token(&db.pool, StaffRole::Support, "Sam Support")
+        .await
+        .unwrap();
+    let base = db.spawn_app().await;
+    // The database goes away under the running service.
+    db.pool.close().await;
+
+    let response = reqwest::Client::new()
+        .get(format!("{base}/tenants/{tenant}/settings"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (problem["type"].as_str(), problem["retryable"].as_bool()),
+        (
+            Some("urn:finteqx:problem:dependency-unavailable"),
+            Some(true)
+        )
+    );
+    assert!(
+        !problem["detail"].as_str().unwrap().contains("pool"),
+        "the cause is logged, not shown"
+    );
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
