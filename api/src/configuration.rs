@@ -20,6 +20,33 @@ pub struct Settings {
     pub secrets: SecretSettings,
     /// Tamper evidence: signed checkpoints of the log (ADR-0012).
     pub audit: AuditSettings,
+    /// The SMS provider (ADR-0016).
+    pub sms: SmsSettings,
+}
+
+/// The SMS provider.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsSettings {
+    /// `development` (codes go to the log; refused in production) or `cm`.
+    pub provider: SmsProvider,
+    /// CM.com's gateway.
+    pub cm_base_url: String,
+    /// CM.com's product token.
+    pub cm_product_token: SecretString,
+    /// The sender name shown on the phone (at most 11 characters).
+    pub sender: String,
+    /// How long one request to the provider may take.
+    pub timeout_ms: u64,
+}
+
+/// Which SMS provider sends codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsProvider {
+    /// Codes are written to the service log.
+    Development,
+    /// CM.com Business Messaging.
+    Cm,
 }
 
 /// HTTP listener and run mode.
@@ -165,11 +192,27 @@ impl Settings {
         }
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks the settings as a whole: production refuses development keys and senders.
+    ///
+    /// # Errors
+    /// The first problem, naming the key and its environment variable.
+    pub fn validate(&self) -> anyhow::Result<()> {
         if self.commands.max_attempts == 0 {
             bail!("commands.max_attempts (APP_COMMANDS__MAX_ATTEMPTS) must be at least 1");
         }
         self.audit.validate(self.application.environment)?;
+        if self.application.environment == Environment::Production
+            && self.sms.provider == SmsProvider::Development
+        {
+            bail!(
+                "sms.provider (APP_SMS__PROVIDER) is development, which writes codes to the log; configure cm for production"
+            );
+        }
+        if self.sms.provider == SmsProvider::Cm
+            && self.sms.cm_product_token.expose_secret().is_empty()
+        {
+            bail!("sms.cm_product_token (APP_SMS__CM_PRODUCT_TOKEN) is empty");
+        }
         let keys = [
             (
                 "secrets.lookup_key (APP_SECRETS__LOOKUP_KEY)",

@@ -16,5 +16,6 @@ mod operator_cli;
 mod passwords;
 mod persistence;
 mod read_models;
+mod sms_provider;
 mod tamper_evidence;
 mod uniqueness;
