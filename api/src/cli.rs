@@ -255,12 +255,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Duration::from_secs(settings.audit.checkpoint_interval_seconds),
                 stopped.clone(),
             ));
+            let (sender, delivery_config) =
+                crate::workers::delivery::from_settings(&settings.email)?;
+            let delivery = crate::workers::delivery::DeliveryWorker::new(
+                database.pool.clone(),
+                sender,
+                std::sync::Arc::new(build_commands(&settings, database.pool.clone())?),
+                delivery_config,
+            );
+            let mut delivery_stopped = stopped.clone();
+            let deliverer = tokio::spawn(delivery.run_until(async move {
+                let _ = delivery_stopped.wait_for(|stop| *stop).await;
+            }));
             let workers = tokio::spawn(projections::run_all_until(database.pool.clone(), stopped));
             tracing::info!(address = %application.local_addr()?, "serving");
             let served = application.run_until(shutdown_signal()).await;
             let _ = stop.send(true);
             if let Err(error) = workers.await {
                 tracing::error!(error = %error, "projector workers ended abnormally");
+            }
+            if let Err(error) = deliverer.await {
+                tracing::error!(error = %error, "the delivery worker ended abnormally");
             }
             if let Err(error) = checkpointer.await {
                 tracing::error!(error = %error, "the checkpoint worker ended abnormally");

@@ -22,6 +22,41 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The SMS provider (ADR-0016).
     pub sms: SmsSettings,
+    /// E-mail delivery.
+    pub email: EmailSettings,
+}
+
+/// E-mail delivery: an SMTP server, or `.eml` files when none is configured.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailSettings {
+    /// The SMTP server; empty writes each message as an `.eml` file into `eml_dir`.
+    pub smtp_host: String,
+    /// The port; 0 takes the security mode's default.
+    pub smtp_port: u16,
+    /// `plain`, `starttls` or `tls`.
+    pub smtp_security: String,
+    /// The SMTP login; empty for none.
+    pub smtp_username: String,
+    /// The SMTP password.
+    pub smtp_password: SecretString,
+    /// How long one SMTP command may take.
+    pub smtp_timeout_ms: u64,
+    /// Where `.eml` files go without an SMTP server; empty: `outbox/` beside the embedded database.
+    pub eml_dir: String,
+    /// The sender address.
+    pub from_address: String,
+    /// The sender name.
+    pub from_name: String,
+    /// Where links in e-mails point.
+    pub public_base_url: String,
+    /// The host part of Message-ID headers.
+    pub message_id_host: String,
+    /// Attempts before a message is dead.
+    pub max_attempts: i32,
+    /// How long a worker's claim on a message lasts.
+    pub lease_seconds: u64,
+    /// The first retry delay (doubled per attempt, with jitter).
+    pub backoff_base_ms: u64,
 }
 
 /// The SMS provider.
@@ -207,6 +242,16 @@ impl Settings {
             bail!(
                 "sms.provider (APP_SMS__PROVIDER) is development, which writes codes to the log; configure cm for production"
             );
+        }
+        if self.application.environment == Environment::Production
+            && self.email.smtp_host.is_empty()
+        {
+            bail!(
+                "email.smtp_host (APP_EMAIL__SMTP_HOST) must be set in production; .eml files are for development"
+            );
+        }
+        if self.email.max_attempts < 1 {
+            bail!("email.max_attempts (APP_EMAIL__MAX_ATTEMPTS) must be at least 1");
         }
         if self.sms.provider == SmsProvider::Cm
             && self.sms.cm_product_token.expose_secret().is_empty()

@@ -51,6 +51,20 @@ impl MessageKind {
         }
     }
 
+    /// The kind stored under `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::WelcomeSetPassword,
+            Self::WelcomeEntra,
+            Self::Linked,
+            Self::Unlinked,
+            Self::SetPassword,
+            Self::SmsCode,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
     /// `email` or `sms`.
     pub const fn channel(self) -> &'static str {
         match self {

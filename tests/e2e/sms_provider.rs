@@ -133,6 +133,7 @@ fn production_refuses_the_development_sms_sender() {
     }
     settings.secrets.data_key_encryption_key = SecretString::from("ab".repeat(32));
     settings.audit.signing_key = SecretString::from("cd".repeat(32));
+    settings.email.smtp_host = "smtp.finteqx.internal".to_owned();
 
     let refused = settings.validate().unwrap_err().to_string();
     assert!(

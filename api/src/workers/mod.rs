@@ -1,3 +1,4 @@
 //! Background workers the service runs next to its projectors.
 
 pub mod checkpoints;
+pub mod delivery;
