@@ -9,6 +9,8 @@ ALTER TABLE notification_deliveries
         CHECK (state IN ('pending', 'sending', 'sent', 'retrying', 'dead')),
     -- Until when the claiming worker owns a 'sending' message.
     ADD COLUMN lease_until timestamptz,
+    -- Which claim owns it: only that claim may record the outcome.
+    ADD COLUMN claim_id uuid,
     -- A message being sent has a lease.
     ADD CONSTRAINT notification_deliveries_lease CHECK (state <> 'sending' OR lease_until IS NOT NULL);
 

@@ -8,6 +8,7 @@ mod helpers;
 mod audit;
 mod bad_input;
 mod concurrency;
+mod delivery;
 mod embedded_database;
 mod erasure;
 mod http_api;

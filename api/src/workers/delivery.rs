@@ -109,24 +109,37 @@ impl DeliveryWorker {
     /// # Errors
     /// [`DeliveryError::Database`] when claiming or recording fails.
     pub async fn deliver_due(&self) -> Result<DeliveryRound, DeliveryError> {
-        let claimed = self.claim().await?;
+        let (claim_id, claimed) = self.claim().await?;
         let mut round = DeliveryRound::default();
         for message in claimed {
-            let outcome = self.deliver(&message).await;
+            let outcome = if message.attempts >= self.config.max_attempts {
+                Err(Failure::Dead(
+                    "every attempt's worker stopped before it finished".to_owned(),
+                ))
+            } else {
+                self.deliver(&message).await
+            };
             match outcome {
                 Ok(()) => {
-                    self.record(&message.message_id, "sent", None, None).await?;
+                    self.record(claim_id, &message.message_id, "sent", None, None)
+                        .await?;
                     round.sent += 1;
                 }
                 Err(Failure::Retry(reason)) if message.attempts + 1 < self.config.max_attempts => {
                     let next = Utc::now() + backoff(self.config.backoff_base, message.attempts + 1);
-                    self.record(&message.message_id, "retrying", Some(&reason), Some(next))
-                        .await?;
+                    self.record(
+                        claim_id,
+                        &message.message_id,
+                        "retrying",
+                        Some(&reason),
+                        Some(next),
+                    )
+                    .await?;
                     round.retrying += 1;
                 }
                 Err(Failure::Retry(reason) | Failure::Dead(reason)) => {
                     tracing::warn!(email.message_id = %message.message_id, reason = %reason, "message is dead");
-                    self.record(&message.message_id, "dead", Some(&reason), None)
+                    self.record(claim_id, &message.message_id, "dead", Some(&reason), None)
                         .await?;
                     round.dead += 1;
                 }
@@ -173,33 +186,44 @@ impl DeliveryWorker {
         }
     }
 
-    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+    /// Claims due messages under a fresh claim id. A message whose previous claim expired (its
+    /// worker died mid-send) counts that claim as an attempt.
+    async fn claim(&self) -> Result<(Uuid, Vec<Claimed>), sqlx::Error> {
+        let claim_id = Uuid::now_v7();
         let lease = format!("{} milliseconds", self.config.lease.as_millis());
-        sqlx::query_as(
+        let due = "d.message_id IS NULL \
+                   OR (d.state IN ('pending', 'retrying') AND coalesce(d.next_attempt_at, now()) <= now()) \
+                   OR (d.state = 'sending' AND d.lease_until < now())";
+        let claimed = sqlx::query_as(&format!(
             "WITH due AS ( \
                  SELECT m.message_id FROM notification_messages m \
                  LEFT JOIN notification_deliveries d ON d.message_id = m.message_id \
-                 WHERE m.channel = 'email' AND ( \
-                     d.message_id IS NULL \
-                     OR (d.state IN ('pending', 'retrying') AND coalesce(d.next_attempt_at, now()) <= now()) \
-                     OR (d.state = 'sending' AND d.lease_until < now())) \
+                 WHERE m.channel = 'email' AND ({due}) \
                  ORDER BY m.created_at, m.message_id LIMIT $1 FOR UPDATE OF m SKIP LOCKED), \
              claimed AS ( \
-                 INSERT INTO notification_deliveries (message_id, state, attempts, lease_until) \
-                 SELECT message_id, 'sending', 0, now() + $2::interval FROM due \
-                 ON CONFLICT (message_id) DO UPDATE SET state = 'sending', lease_until = EXCLUDED.lease_until \
+                 INSERT INTO notification_deliveries AS d (message_id, state, attempts, lease_until, claim_id) \
+                 SELECT message_id, 'sending', 0, now() + $2::interval, $3 FROM due \
+                 ON CONFLICT (message_id) DO UPDATE SET state = 'sending', lease_until = EXCLUDED.lease_until, \
+                     claim_id = EXCLUDED.claim_id, \
+                     attempts = d.attempts + CASE WHEN d.state = 'sending' THEN 1 ELSE 0 END \
+                 WHERE {due} \
                  RETURNING message_id, attempts) \
              SELECT m.message_id, m.tenant_id, m.user_id, m.kind, m.data, c.attempts \
-             FROM claimed c JOIN notification_messages m ON m.message_id = c.message_id",
-        )
+             FROM claimed c JOIN notification_messages m ON m.message_id = c.message_id"
+        ))
         .bind(self.config.batch)
         .bind(lease)
+        .bind(claim_id)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok((claim_id, claimed))
     }
 
+    /// Records an outcome, if `claim_id` still owns the message (a worker whose lease expired
+    /// must not overwrite the outcome of the claim that replaced it).
     async fn record(
         &self,
+        claim_id: Uuid,
         message_id: &str,
         state: &str,
         error: Option<&str>,
@@ -207,13 +231,15 @@ impl DeliveryWorker {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE notification_deliveries SET state = $2, attempts = attempts + 1, last_error = $3, \
-             next_attempt_at = $4, lease_until = NULL, sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END \
-             WHERE message_id = $1",
+             next_attempt_at = $4, lease_until = NULL, claim_id = NULL, \
+             sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END \
+             WHERE message_id = $1 AND claim_id = $5",
         )
         .bind(message_id)
         .bind(state)
         .bind(error)
         .bind(next)
+        .bind(claim_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -223,8 +249,8 @@ impl DeliveryWorker {
         let email = self.compose(message).await?;
         match self.sender.send(&email).await {
             Ok(()) => Ok(()),
-            Err(SendError::Transient(cause)) => Err(Failure::Retry(cause.to_string())),
-            Err(SendError::Permanent(cause)) => Err(Failure::Dead(cause.to_string())),
+            Err(SendError::Transient(cause)) => Err(Failure::Retry(with_causes(&cause))),
+            Err(SendError::Permanent(cause)) => Err(Failure::Dead(with_causes(&cause))),
         }
     }
 
@@ -303,6 +329,18 @@ impl DeliveryWorker {
             content,
         })
     }
+}
+
+/// An error and its causes on one line, as support sees it (`smtp delivery failed: 550 …`).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Full-jitter exponential back-off: a random delay up to base × 2^(attempt−1), at most an hour.
