@@ -27,6 +27,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// The write side.
     pub commands: Arc<Commands>,
+    /// Sends verification codes (ADR-0016).
+    pub sms: Arc<dyn crate::sms::SmsSender>,
 }
 
 /// A database connection: a pool, and the embedded server behind it if one was started.
@@ -134,9 +136,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
         let commands = Arc::new(build_commands(settings, pool.clone())?);
+        let sms = crate::sms::from_settings(&settings.sms).context("sms settings")?;
         Ok(Self {
             listener,
-            state: AppState { pool, commands },
+            state: AppState {
+                pool,
+                commands,
+                sms,
+            },
         })
     }
 

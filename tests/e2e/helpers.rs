@@ -89,7 +89,12 @@ impl TestDb {
 
     /// Starts the service on a random port and returns its base URL.
     pub async fn spawn_app(&self) -> String {
-        let application = Application::build(&self.settings(), self.pool.clone())
+        self.spawn_app_with(&self.settings()).await
+    }
+
+    /// Starts the service with `settings` on a random port and returns its base URL.
+    pub async fn spawn_app_with(&self, settings: &Settings) -> String {
+        let application = Application::build(settings, self.pool.clone())
             .await
             .unwrap();
         let address = application.local_addr().unwrap();

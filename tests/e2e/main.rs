@@ -18,5 +18,6 @@ mod passwords;
 mod persistence;
 mod read_models;
 mod sms_provider;
+mod sms_sign_in;
 mod tamper_evidence;
 mod uniqueness;

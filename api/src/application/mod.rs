@@ -5,6 +5,7 @@
 mod credentials;
 mod domains;
 mod error;
+mod sign_in;
 mod tenants;
 mod users;
 
@@ -14,6 +15,7 @@ use sqlx::PgPool;
 
 pub use domains::{DomainUserOutcome, DomainUserResult};
 pub use error::CommandError;
+pub use sign_in::{CodeOutcome, PasswordOutcome, SignedIn};
 pub use users::{CreatedUser, NewUser, NewUserSignIn};
 
 use crate::clock::Clock;

@@ -9,6 +9,7 @@ pub mod path;
 pub mod problem;
 pub mod public;
 pub mod query;
+pub mod sign_in;
 pub mod support;
 pub mod tenants;
 pub mod users;
@@ -47,6 +48,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(lookup::routes())
+        .merge(sign_in::routes())
         .merge(audit::routes())
         .merge(support::routes())
         .split_for_parts();

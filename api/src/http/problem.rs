@@ -26,6 +26,8 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "already-exists",
     "body-too-large",
     "code-attempts-exhausted",
+    "code-malformed",
+    "code-wrong",
     "code-expired",
     "code-resend-too-soon",
     "concurrent-change",
@@ -79,6 +81,8 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "set-password-link-expired",
     "set-password-link-invalid",
     "set-password-link-used",
+    "sign-in-failed",
+    "sign-in-locked",
     "sign-in-already-started",
     "sign-in-expired",
     "sign-in-finished",
@@ -196,6 +200,7 @@ pub const fn value_problem(error: &ValueError) -> &'static str {
         ValueError::PasswordTooShort => "password-too-short",
         ValueError::PasswordTooLong => "password-too-long",
         ValueError::ProviderErrorCodeMalformed => "provider-error-code-malformed",
+        ValueError::CodeMalformed => "code-malformed",
     }
 }
 
@@ -345,6 +350,7 @@ mod tests {
             ValueError::PasswordTooShort,
             ValueError::PasswordTooLong,
             ValueError::ProviderErrorCodeMalformed,
+            ValueError::CodeMalformed,
         ];
         let user_errors = [
             UserError::UserNotFound,

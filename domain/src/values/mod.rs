@@ -89,6 +89,9 @@ pub enum ValueError {
     /// The new password is longer than the maximum.
     #[error("the password must be at most {MAX_PASSWORD_CHARS} characters")]
     PasswordTooLong,
+    /// A verification code is not six digits.
+    #[error("the code must be six digits")]
+    CodeMalformed,
     /// A provider error code is empty, too long or has characters other than letters, digits, `_` and `-`.
     #[error("the provider error code is malformed")]
     ProviderErrorCodeMalformed,

@@ -1,0 +1,316 @@
+//! Signing in with a password and, where the rule asks for it, an SMS code (ADR-0009, ADR-0016).
+//! Every step is a command on the attempt's own stream; the code's plaintext lives only in this
+//! request's memory on its way to the provider.
+
+use chrono::Duration;
+use rand::Rng as _;
+use secrecy::SecretString;
+
+use domain::TenantScoped;
+use domain::ids::{SignInId, TenantId, UserId};
+use domain::sign_in::{SignInCommand, SignInEvent, SignInMethod, SmsQuota};
+use domain::sign_in_rule::SignInRequirement;
+use domain::user::{User, UserCommand};
+use domain::values::{EmailAddress, Locale, MobileNumber, Role};
+use projections::{login_page, sign_in_history};
+
+use super::{CommandError, Commands};
+use crate::executor::CommandContext;
+use crate::sms::{SmsRequest, SmsSender};
+
+/// Failed attempts within this window count towards the lock-out.
+const FAILURE_WINDOW: Duration = Duration::minutes(15);
+
+/// Who is signed in, for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedIn {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The user.
+    pub user_id: UserId,
+    /// Their role.
+    pub role: Role,
+    /// How they signed in.
+    pub method: SignInMethod,
+}
+
+/// What follows a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordOutcome {
+    /// Signed in (no second factor needed).
+    SignedIn(SignedIn),
+    /// Send a code to the enrolled phone next.
+    CodeRequired(SignInId),
+    /// Enroll a mobile number (confirmed with a code) next.
+    PhoneRequired(SignInId),
+    /// Not signed in; the page says only that (unknown address, wrong password, locked, …).
+    Refused,
+}
+
+/// What a typed code did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// Signed in.
+    SignedIn(SignedIn),
+    /// Wrong; this many guesses are left for this code.
+    Wrong {
+        /// Guesses left.
+        attempts_left: u32,
+    },
+    /// The attempt is locked; start again later.
+    Locked,
+}
+
+impl Commands {
+    /// The password step: checks the password against the account's verifier and starts the
+    /// attempt with the sign-in rule's facts. Unknown addresses cost the same argon2 time.
+    ///
+    /// # Errors
+    /// An infrastructure error.
+    pub async fn sign_in_with_password(
+        &self,
+        context: &CommandContext,
+        email: &str,
+        password: SecretString,
+    ) -> Result<PasswordOutcome, CommandError> {
+        let account = match EmailAddress::parse(email) {
+            Ok(email) => {
+                login_page::account(&self.pool, &self.keys.email_lookup.key_for(&email)).await?
+            }
+            Err(_) => None,
+        };
+        let Some(account) = account else {
+            // Same work as a real check, so timing does not tell which addresses exist.
+            self.password_matches(&User::default(), password).await?;
+            return Ok(PasswordOutcome::Refused);
+        };
+        let user = self.users.load(&account.user_id.to_string()).await?;
+        let Some(state) = user.account_in(account.tenant_id) else {
+            return Ok(PasswordOutcome::Refused);
+        };
+        let role = state.role;
+        let sms_required = self
+            .tenants
+            .load(&account.tenant_id.to_string())
+            .await?
+            .sms_required();
+        let now = self.clock.now();
+        let recent_failures = sign_in_history::recent_failures(
+            &self.pool,
+            account.tenant_id,
+            account.user_id,
+            now - FAILURE_WINDOW,
+        )
+        .await?;
+        let password_matches = self.password_matches(&user, password).await?;
+        let sign_in_id = SignInId::from_uuid(uuid::Uuid::now_v7());
+        let command = SignInCommand::StartPasswordSignIn {
+            sign_in_id,
+            user_id: account.user_id,
+            facts: state.sign_in_facts(sms_required),
+            password_matches,
+            recent_failures,
+            now,
+        };
+        let context = CommandContext {
+            tenant_id: Some(account.tenant_id),
+            ..context.clone()
+        };
+        let committed = self
+            .sign_ins
+            .execute(
+                &sign_in_id.to_string(),
+                TenantScoped::new(account.tenant_id, command),
+                &context,
+            )
+            .await?;
+        let succeeded = committed.events.iter().find_map(|e| match e.event {
+            SignInEvent::SignInSucceeded { method, .. } => Some(method),
+            _ => None,
+        });
+        if let Some(method) = succeeded {
+            let signed_in = SignedIn {
+                tenant_id: account.tenant_id,
+                user_id: account.user_id,
+                role,
+                method,
+            };
+            return Ok(PasswordOutcome::SignedIn(signed_in));
+        }
+        let accepted = committed
+            .events
+            .iter()
+            .any(|e| matches!(e.event, SignInEvent::PasswordAccepted { .. }));
+        let requirement = committed
+            .aggregate
+            .attempt()
+            .and_then(|attempt| attempt.requirement);
+        Ok(match (accepted, requirement) {
+            (true, Some(SignInRequirement::PasswordThenEnrollPhone)) => {
+                PasswordOutcome::PhoneRequired(sign_in_id)
+            }
+            (true, _) => PasswordOutcome::CodeRequired(sign_in_id),
+            (false, _) => PasswordOutcome::Refused,
+        })
+    }
+
+    /// Draws a code, records its keyed hash, then hands the plaintext to `sms` and forgets it.
+    /// The queue row the projector writes for the code gets the provider's answer as its state.
+    ///
+    /// # Errors
+    /// [`CommandError::SignIn`] for the attempt's rules (throttling, limits, wrong step), or an
+    /// infrastructure error; a failed send is recorded and reported as unavailable.
+    pub async fn send_sms_code(
+        &self,
+        context: &CommandContext,
+        sign_in_id: SignInId,
+        enrolling_phone: Option<MobileNumber>,
+        sms: &dyn SmsSender,
+    ) -> Result<(), CommandError> {
+        let attempt = self.sign_ins.load(&sign_in_id.to_string()).await?;
+        let Some(attempt) = attempt.attempt().cloned() else {
+            return Err(domain::sign_in::SignInError::NotStarted.into());
+        };
+        let user = self.users.load(&attempt.user_id.to_string()).await?;
+        let account = user
+            .account_in(attempt.tenant_id)
+            .ok_or(domain::sign_in::SignInError::NotStarted)?;
+        let code = format!("{:06}", rand::rng().random_range(0..1_000_000_u32));
+        let command = SignInCommand::RequestSmsCode {
+            code_hash: self.keys.codes.hash(sign_in_id, &code),
+            enrolling_phone: enrolling_phone.clone(),
+            quota: SmsQuota::Allowed,
+            now: self.clock.now(),
+        };
+        let context = CommandContext {
+            tenant_id: Some(attempt.tenant_id),
+            ..context.clone()
+        };
+        let committed = self
+            .sign_ins
+            .execute(
+                &sign_in_id.to_string(),
+                TenantScoped::new(attempt.tenant_id, command),
+                &context,
+            )
+            .await?;
+        let Some(issued) = committed.events.first() else {
+            return Ok(());
+        };
+        let destination = match enrolling_phone {
+            Some(phone) => phone,
+            None => account
+                .phone
+                .as_ref()
+                .and_then(|phone| phone.known().cloned())
+                .ok_or(domain::sign_in::SignInError::PhoneNumberRequired)?,
+        };
+        let text = match account.locale {
+            Locale::Nl => {
+                format!("Je Akkermans FinteQX-code is {code}. Hij verloopt over 5 minuten.")
+            }
+            Locale::En => {
+                format!("Your Akkermans FinteQX code is {code}. It expires in 5 minutes.")
+            }
+        };
+        let reference = format!("sign_in:{sign_in_id}:{}", issued.sequence);
+        let sent = sms
+            .send(&SmsRequest {
+                to: destination,
+                text,
+                reference: reference.clone(),
+            })
+            .await;
+        let (state, error) = match &sent {
+            Ok(()) => ("sent", None),
+            Err(error) => ("dead", Some(error.to_string())),
+        };
+        sqlx::query(
+            "INSERT INTO notification_deliveries (message_id, state, attempts, last_error, sent_at) \
+             VALUES ($1, $2, 1, $3, CASE WHEN $2 = 'sent' THEN now() END)",
+        )
+        .bind(&reference)
+        .bind(state)
+        .bind(&error)
+        .execute(&self.pool)
+        .await?;
+        sent.map_err(|error| CommandError::Unavailable(error.into()))
+    }
+
+    /// Checks a typed code; on success enrolls the number the code confirmed, if any.
+    ///
+    /// # Errors
+    /// [`CommandError::InvalidInput`] for a code that is not six digits, [`CommandError::SignIn`]
+    /// for the attempt's rules (expired, no code, exhausted), or an infrastructure error.
+    pub async fn verify_sms_code(
+        &self,
+        context: &CommandContext,
+        sign_in_id: SignInId,
+        code: &str,
+    ) -> Result<CodeOutcome, CommandError> {
+        let code = code.trim();
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CommandError::invalid(
+                "code",
+                domain::values::ValueError::CodeMalformed,
+            ));
+        }
+        let attempt = self.sign_ins.load(&sign_in_id.to_string()).await?;
+        let Some(attempt) = attempt.attempt().cloned() else {
+            return Err(domain::sign_in::SignInError::NotStarted.into());
+        };
+        let enrolling = attempt
+            .code
+            .as_ref()
+            .and_then(|code| code.enrolling_phone.as_ref())
+            .and_then(|phone| phone.known().cloned());
+        let command = SignInCommand::VerifySmsCode {
+            code_hash: self.keys.codes.hash(sign_in_id, code),
+            now: self.clock.now(),
+        };
+        let context = CommandContext {
+            tenant_id: Some(attempt.tenant_id),
+            ..context.clone()
+        };
+        let committed = self
+            .sign_ins
+            .execute(
+                &sign_in_id.to_string(),
+                TenantScoped::new(attempt.tenant_id, command),
+                &context,
+            )
+            .await?;
+        for event in &committed.events {
+            match event.event {
+                SignInEvent::SignInSucceeded { method, .. } => {
+                    if let Some(phone) = enrolling {
+                        self.execute_user_command(
+                            &context,
+                            attempt.tenant_id,
+                            attempt.user_id,
+                            UserCommand::EnrollPhone { phone },
+                        )
+                        .await?;
+                    }
+                    let user = self.users.load(&attempt.user_id.to_string()).await?;
+                    let role = user.account().map_or(Role::User, |account| account.role);
+                    return Ok(CodeOutcome::SignedIn(SignedIn {
+                        tenant_id: attempt.tenant_id,
+                        user_id: attempt.user_id,
+                        role,
+                        method,
+                    }));
+                }
+                SignInEvent::SignInLocked { .. } => return Ok(CodeOutcome::Locked),
+                _ => {}
+            }
+        }
+        let attempts_left = committed.events.iter().find_map(|e| match e.event {
+            SignInEvent::SmsCodeRejected { attempts_left, .. } => Some(attempts_left),
+            _ => None,
+        });
+        Ok(CodeOutcome::Wrong {
+            attempts_left: attempts_left.unwrap_or(0),
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! The login page's sign-in steps: password, then (if the rule asks) a number to enroll and a
+//! code. The attempt is carried between steps in a `__Host-` cookie; success starts a session
+//! whose cookie ends with the browser (ADR-0014).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use domain::ids::SignInId;
+use domain::metadata::ActorRole;
+use domain::sign_in::SignInMethod;
+use domain::values::MobileNumber;
+
+use super::auth::{SESSION_COOKIE, start_session};
+use super::json::ApiJson;
+use super::problem::Problem;
+use super::{command_problem, field};
+use crate::application::{CodeOutcome, PasswordOutcome, SignedIn};
+use crate::executor::CommandContext;
+use crate::startup::AppState;
+
+/// The cookie that carries the attempt between the password and the code.
+pub const SIGN_IN_COOKIE: &str = "__Host-finteqx_sign_in";
+
+/// The routes of this module.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_in_password))
+        .routes(routes!(send_code))
+        .routes(routes!(verify_code))
+}
+
+/// Where the login page goes next.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NextStep {
+    /// `signed_in`, `sms_code` (a code was or can be sent) or `enroll_phone`.
+    pub next: &'static str,
+}
+
+fn context(headers: &HeaderMap) -> CommandContext {
+    CommandContext {
+        actor_id: "login-page".to_owned(),
+        actor_role: ActorRole::Anonymous,
+        on_behalf_of: None,
+        tenant_id: None,
+        correlation_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        occurred_at: chrono::Utc::now(),
+    }
+}
+
+fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
+    // `__Host-`: Secure, Path=/, no Domain; no Max-Age, so it ends with the browser.
+    Cookie::build((name, value))
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build()
+}
+
+async fn signed_in(app: &AppState, jar: CookieJar, who: SignedIn) -> Result<Response, Problem> {
+    let method = match who.method {
+        SignInMethod::Password => "password",
+        SignInMethod::PasswordAndSms => "password_and_sms",
+        SignInMethod::EntraId => "entra_id",
+    };
+    let secret = start_session(
+        &app.pool,
+        who.tenant_id,
+        who.user_id,
+        who.role,
+        method,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(super::database)?;
+    // A new session id after each step up; the attempt cookie is spent.
+    let jar = jar
+        .remove(Cookie::build(SIGN_IN_COOKIE).path("/").build())
+        .add(host_cookie(SESSION_COOKIE, secret));
+    Ok((jar, Json(NextStep { next: "signed_in" })).into_response())
+}
+
+fn refused() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "sign-in-failed",
+        "Unauthorized",
+        "the e-mail address or password is not right",
+    )
+}
+
+fn attempt_of(jar: &CookieJar) -> Result<SignInId, Problem> {
+    jar.get(SIGN_IN_COOKIE)
+        .and_then(|cookie| cookie.value().parse().ok())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "sign-in-failed",
+                "Unauthorized",
+                "start with the password",
+            )
+        })
+}
+
+/// The password step.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    /// The e-mail address.
+    pub email: String,
+    /// The password.
+    #[schema(value_type = String)]
+    pub password: SecretString,
+}
+
+/// `POST /sign_in/password`: checks the password; signs in, or asks for a code or a number.
+#[utoipa::path(post, path = "/sign_in/password", tag = "sign-in",
+    request_body = PasswordRequest,
+    responses((status = 200, body = NextStep), (status = 401, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn sign_in_password(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<PasswordRequest>,
+) -> Result<Response, Problem> {
+    let outcome = app
+        .commands
+        .sign_in_with_password(&context(&headers), &body.email, body.password)
+        .await
+        .map_err(|e| command_problem(&e))?;
+    match outcome {
+        PasswordOutcome::SignedIn(who) => signed_in(&app, jar, who).await,
+        PasswordOutcome::CodeRequired(id) | PasswordOutcome::PhoneRequired(id) => {
+            let next = if matches!(outcome, PasswordOutcome::PhoneRequired(_)) {
+                "enroll_phone"
+            } else {
+                "sms_code"
+            };
+            let jar = jar.add(host_cookie(SIGN_IN_COOKIE, id.to_string()));
+            Ok((jar, Json(NextStep { next })).into_response())
+        }
+        PasswordOutcome::Refused => Err(refused()),
+    }
+}
+
+/// The code step's request for a (new) code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendCodeRequest {
+    /// The mobile number to enroll, when the user has none yet.
+    pub phone: Option<String>,
+}
+
+/// `POST /sign_in/sms_code`: sends a (new) code to the enrolled number or the one to enroll.
+#[utoipa::path(post, path = "/sign_in/sms_code", tag = "sign-in",
+    request_body = SendCodeRequest,
+    responses((status = 204, description = "sent"), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+pub async fn send_code(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<SendCodeRequest>,
+) -> Result<StatusCode, Problem> {
+    let sign_in_id = attempt_of(&jar)?;
+    let phone = body
+        .phone
+        .as_deref()
+        .map(|phone| field("phone", MobileNumber::parse(phone)))
+        .transpose()?;
+    app.commands
+        .send_sms_code(&context(&headers), sign_in_id, phone, app.sms.as_ref())
+        .await
+        .map_err(|e| command_problem(&e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The typed code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The six digits.
+    pub code: String,
+}
+
+/// `POST /sign_in/verify`: checks the code; signs in, or says how many guesses are left.
+#[utoipa::path(post, path = "/sign_in/verify", tag = "sign-in",
+    request_body = VerifyRequest,
+    responses((status = 200, body = NextStep), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn verify_code(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> Result<Response, Problem> {
+    let sign_in_id = attempt_of(&jar)?;
+    let outcome = app
+        .commands
+        .verify_sms_code(&context(&headers), sign_in_id, &body.code)
+        .await
+        .map_err(|e| command_problem(&e))?;
+    match outcome {
+        CodeOutcome::SignedIn(who) => signed_in(&app, jar, who).await,
+        CodeOutcome::Wrong { attempts_left } => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "code-wrong",
+            "Unprocessable Entity",
+            format!("the code is not right; {attempts_left} tries left for this code"),
+        )
+        .with_field("code")),
+        CodeOutcome::Locked => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "sign-in-locked",
+            "Unauthorized",
+            "too many wrong codes; sign in again later",
+        )),
+    }
+}

@@ -1,0 +1,321 @@
+//! Signing in with password and SMS code over HTTP, with the code sent through the CM.com adapter
+//! to a stub of CM's API: enrollment, a wrong code, the right one, a session, and no code or full
+//! number anywhere it could leak.
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use api::application::NewUserSignIn;
+use domain::user::UserEvent;
+
+use crate::helpers::{TestDb, admin, operator, register_tenant};
+use crate::persistence::new_user;
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The value of a `Set-Cookie` for `name` in a response.
+fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|header| {
+            let pair = header.split(';').next()?;
+            let (key, value) = pair.split_once('=')?;
+            (key == name && !value.is_empty()).then(|| value.to_owned())
+        })
+}
+
+/// The code in the last SMS the stub received.
+async fn last_code(cm: &MockServer) -> String {
+    let requests = cm.received_requests().await.unwrap();
+    let body: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
+    let text = body["messages"]["msg"][0]["body"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    text.split_whitespace()
+        .find(|word| {
+            word.trim_end_matches('.').len() == 6
+                && word
+                    .trim_end_matches('.')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+        })
+        .unwrap()
+        .trim_end_matches('.')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let db = TestDb::new().await;
+    let commands = db.commands();
+    let tenant = register_tenant(&commands, "Akkermans Accountants").await;
+    commands
+        .set_mfa_policy(&admin(tenant), tenant, true)
+        .await
+        .unwrap();
+    let created = commands
+        .create_user(
+            &admin(tenant),
+            tenant,
+            new_user("anne@contoso.com", NewUserSignIn::Sms),
+        )
+        .await
+        .unwrap();
+    let token = created.committed.events.iter().find_map(|e| match e.event {
+        UserEvent::PasswordTokenIssued { token_id, .. } => Some(token_id),
+        _ => None,
+    });
+    let secret = commands
+        .keys()
+        .password_tokens
+        .secret_for(created.user_id, token.unwrap());
+    commands
+        .set_password(
+            &operator(),
+            &secret,
+            SecretString::from("correct horse battery staple".to_owned()),
+        )
+        .await
+        .unwrap();
+    db.run_projections().await;
+
+    let cm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/message"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&cm)
+        .await;
+    let mut settings = db.settings();
+    settings.sms.provider = api::configuration::SmsProvider::Cm;
+    settings.sms.cm_base_url = cm.uri();
+    settings.sms.cm_product_token = SecretString::from("test-token".to_owned());
+    let base = db.spawn_app_with(&settings).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, cookie: Option<&str>, body: Value| {
+        let mut request = client.post(format!("{base}{path}")).json(&body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+
+    // A wrong password says nothing more than "not right".
+    let wrong = post(
+        "/sign_in/password",
+        None,
+        json!({"email": "anne@contoso.com", "password": "wrong password!!"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let unknown = post(
+        "/sign_in/password",
+        None,
+        json!({"email": "nobody@contoso.com", "password": "wrong password!!"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+
+    // The right password asks for a number to enroll (SMS is required, none is known).
+    let first = post(
+        "/sign_in/password",
+        None,
+        json!({"email": "Anne@Contoso.com", "password": "correct horse battery staple"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let attempt = format!(
+        "__Host-finteqx_sign_in={}",
+        cookie(&first, "__Host-finteqx_sign_in").unwrap()
+    );
+    assert_eq!(first.json::<Value>().await.unwrap()["next"], "enroll_phone");
+    let landline = post(
+        "/sign_in/sms_code",
+        Some(&attempt),
+        json!({"phone": "020 123 4567"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        landline.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a fixed line cannot receive codes"
+    );
+    let sent = post(
+        "/sign_in/sms_code",
+        Some(&attempt),
+        json!({"phone": "06 12345678"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+    let too_soon = post(
+        "/sign_in/sms_code",
+        Some(&attempt),
+        json!({"phone": "06 12345678"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        too_soon.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "resending is throttled"
+    );
+    let code = last_code(&cm).await;
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let rejected = post(
+        "/sign_in/verify",
+        Some(&attempt),
+        json!({"code": wrong_code}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        rejected.json::<Value>().await.unwrap()["type"],
+        "urn:finteqx:problem:code-wrong"
+    );
+    let verified = post("/sign_in/verify", Some(&attempt), json!({"code": code}))
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), StatusCode::OK);
+    let session = format!(
+        "__Host-finteqx_session={}",
+        cookie(&verified, "__Host-finteqx_session").unwrap()
+    );
+    let replay = post("/sign_in/verify", Some(&attempt), json!({"code": code}))
+        .await
+        .unwrap();
+    assert_ne!(replay.status(), StatusCode::OK, "a code is single use");
+
+    // The session works (a user may not read the settings, but is known), and the phone is enrolled.
+    let settings_page = client
+        .get(format!("{base}/tenants/{tenant}/settings"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings_page.status(), StatusCode::FORBIDDEN);
+    let user = commands
+        .users()
+        .load(&created.user_id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        user.account()
+            .unwrap()
+            .phone
+            .as_ref()
+            .unwrap()
+            .known()
+            .unwrap()
+            .e164(),
+        "+31612345678"
+    );
+
+    // The next sign-in sends the code to the enrolled number without asking for it.
+    let second = post(
+        "/sign_in/password",
+        None,
+        json!({"email": "anne@contoso.com", "password": "correct horse battery staple"}),
+    )
+    .await
+    .unwrap();
+    let attempt = format!(
+        "__Host-finteqx_sign_in={}",
+        cookie(&second, "__Host-finteqx_sign_in").unwrap()
+    );
+    assert_eq!(second.json::<Value>().await.unwrap()["next"], "sms_code");
+    assert_eq!(
+        post("/sign_in/sms_code", Some(&attempt), json!({}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let code2 = last_code(&cm).await;
+    let requests = cm.received_requests().await.unwrap();
+    let last: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
+    assert_eq!(
+        last["messages"]["msg"][0]["to"][0]["number"],
+        "0031612345678"
+    );
+    assert_eq!(
+        post("/sign_in/verify", Some(&attempt), json!({"code": code2}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // The queue shows the SMS as sent; no code and no full number anywhere.
+    db.run_projections().await;
+    let sent_sms: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notification_messages m JOIN notification_deliveries d USING (message_id) \
+         WHERE m.channel = 'sms' AND d.state = 'sent'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(sent_sms, 2);
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for table in tables {
+        // Digits bounded by non-digits, so a code does not "appear" inside a longer number.
+        for needle in [code.as_str(), code2.as_str(), "612345678"] {
+            let hits: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} t WHERE t::text ~ ('(^|[^0-9])' || $1 || '([^0-9]|$)')"))
+                .bind(needle)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            assert_eq!(hits, 0, "{table} contains {needle}");
+        }
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.lines().count() > 10);
+    for needle in [code.as_str(), code2.as_str(), "612345678"] {
+        assert!(!text.contains(needle), "a log line contains {needle}");
+    }
+}
