@@ -234,6 +234,24 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
         .await
         .unwrap();
     assert_eq!(settings_page.status(), StatusCode::FORBIDDEN);
+    let signed_out = client
+        .post(format!("{base}/sign_out"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
+    let after = client
+        .get(format!("{base}/tenants/{tenant}/settings"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session ended server-side"
+    );
     let user = commands
         .users()
         .load(&created.user_id.to_string())

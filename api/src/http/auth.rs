@@ -503,3 +503,17 @@ impl FromRequestParts<AppState> for TenantAuditor {
         })
     }
 }
+
+/// Ends the session whose cookie secret is `secret`; returns whether one was running.
+///
+/// # Errors
+/// A database error.
+pub async fn end_session(pool: &PgPool, secret: &str) -> Result<bool, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE sessions SET ended_at = now() WHERE session_hash = $1 AND ended_at IS NULL",
+    )
+    .bind(secret_hash(secret))
+    .execute(pool)
+    .await?;
+    Ok(ended.rows_affected() == 1)
+}

@@ -19,7 +19,7 @@ use domain::metadata::ActorRole;
 use domain::sign_in::SignInMethod;
 use domain::values::MobileNumber;
 
-use super::auth::{SESSION_COOKIE, start_session};
+use super::auth::{SESSION_COOKIE, end_session, start_session};
 use super::json::ApiJson;
 use super::problem::Problem;
 use super::{command_problem, field};
@@ -36,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_in_password))
         .routes(routes!(send_code))
         .routes(routes!(verify_code))
+        .routes(routes!(sign_out))
 }
 
 /// Where the login page goes next.
@@ -227,4 +228,23 @@ pub async fn verify_code(
             "too many wrong codes; sign in again later",
         )),
     }
+}
+
+/// `POST /sign_out`: ends the session server-side and clears its cookie. The next sign-in uses
+/// whatever method the user's account requires by then.
+#[utoipa::path(post, path = "/sign_out", tag = "sign-in",
+    responses((status = 204, description = "signed out"), (status = 503, body = Problem)))]
+pub async fn sign_out(
+    State(app): State<AppState>,
+    jar: CookieJar,
+) -> Result<(CookieJar, StatusCode), Problem> {
+    if let Some(session) = jar.get(SESSION_COOKIE) {
+        end_session(&app.pool, session.value())
+            .await
+            .map_err(super::database)?;
+    }
+    Ok((
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()),
+        StatusCode::NO_CONTENT,
+    ))
 }
