@@ -72,6 +72,25 @@ impl EmailLookup {
     }
 }
 
+/// Computes the keyed hash of a phone number, for per-number send limits without storing it.
+#[derive(Clone)]
+pub struct PhoneLookup(KeyedHash);
+
+impl PhoneLookup {
+    /// A lookup under `key`.
+    ///
+    /// # Errors
+    /// [`InvalidKey`].
+    pub fn new(key: &SecretString) -> Result<Self, InvalidKey> {
+        KeyedHash::new(key, b"finteqx/phone-lookup/v1").map(Self)
+    }
+
+    /// The keyed hash (hex) of the E.164 number.
+    pub fn key_for(&self, number: &domain::values::MobileNumber) -> String {
+        hex::encode(self.0.digest(&[number.e164().as_bytes()]))
+    }
+}
+
 /// Issues and checks the secret of set-password links. The secret is derived from the token id,
 /// so it is never stored: the e-mail worker derives it again (ADR-0008).
 #[derive(Clone)]

@@ -337,3 +337,134 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
         assert!(!text.contains(needle), "a log line contains {needle}");
     }
 }
+
+/// A user with a password in a tenant that requires SMS, and the service with CM stubbed.
+async fn sms_world() -> (TestDb, String, MockServer, domain::ids::TenantId) {
+    let db = TestDb::new().await;
+    let commands = db.commands();
+    let tenant = register_tenant(&commands, "Akkermans Accountants").await;
+    commands
+        .set_mfa_policy(&admin(tenant), tenant, true)
+        .await
+        .unwrap();
+    let created = commands
+        .create_user(
+            &admin(tenant),
+            tenant,
+            new_user("anne@contoso.com", NewUserSignIn::Sms),
+        )
+        .await
+        .unwrap();
+    let token = created
+        .committed
+        .aggregate
+        .account()
+        .unwrap()
+        .password_token
+        .unwrap()
+        .token_id;
+    let secret = commands
+        .keys()
+        .password_tokens
+        .secret_for(created.user_id, token);
+    commands
+        .set_password(
+            &operator(),
+            &secret,
+            SecretString::from("correct horse battery staple".to_owned()),
+        )
+        .await
+        .unwrap();
+    db.run_projections().await;
+    let cm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/message"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&cm)
+        .await;
+    let mut settings = db.settings();
+    settings.sms.provider = api::configuration::SmsProvider::Cm;
+    settings.sms.cm_base_url = cm.uri();
+    settings.sms.cm_product_token = SecretString::from("test-token".to_owned());
+    let base = db.spawn_app_with(&settings).await;
+    (db, base, cm, tenant)
+}
+
+/// Signs in with the password and asks for a code to `phone`; returns the code request's status
+/// and problem type.
+async fn code_for(base: &str, phone: &str) -> (StatusCode, Value) {
+    let client = reqwest::Client::new();
+    let start = client
+        .post(format!("{base}/sign_in/password"))
+        .json(&json!({"email": "anne@contoso.com", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    let attempt = format!(
+        "__Host-finteqx_sign_in={}",
+        cookie(&start, "__Host-finteqx_sign_in").unwrap()
+    );
+    let response = client
+        .post(format!("{base}/sign_in/sms_code"))
+        .header("cookie", attempt)
+        .json(&json!({"phone": phone}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn codes_per_user_per_hour_are_limited() {
+    let (_db, base, cm, _) = sms_world().await;
+    for n in 1..=5 {
+        assert_eq!(
+            code_for(&base, "06 12345678").await.0,
+            StatusCode::NO_CONTENT,
+            "code {n}"
+        );
+    }
+    let (status, problem) = code_for(&base, "06 12345678").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("urn:finteqx:problem:sms-send-limit")
+        )
+    );
+    assert_eq!(
+        cm.received_requests().await.unwrap().len(),
+        5,
+        "the sixth code was never sent"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_codes_to_one_foreign_country_is_stopped() {
+    let (db, base, cm, tenant) = sms_world().await;
+    // Other users of the platform already sent 50 codes to +44 numbers this hour.
+    for n in 0..50 {
+        sqlx::query("INSERT INTO sms_sends (tenant_id, user_id, number_key, country_code) VALUES ($1, $2, $3, 44)")
+            .bind(tenant.as_uuid())
+            .bind(uuid::Uuid::now_v7())
+            .bind(format!("{n:064x}"))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let (status, problem) = code_for(&base, "+44 7911 123456").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("urn:finteqx:problem:sms-send-limit")
+        )
+    );
+    assert_eq!(
+        code_for(&base, "06 12345678").await.0,
+        StatusCode::NO_CONTENT,
+        "home numbers are not held back"
+    );
+    assert_eq!(cm.received_requests().await.unwrap().len(), 1);
+}

@@ -20,7 +20,7 @@ pub use users::{CreatedUser, NewUser, NewUserSignIn};
 
 use crate::clock::Clock;
 use crate::executor::CommandExecutor;
-use crate::keys::{CodeHasher, EmailLookup, PasswordHashing, PasswordTokens};
+use crate::keys::{CodeHasher, EmailLookup, PasswordHashing, PasswordTokens, PhoneLookup};
 use crate::personal_data::PersonalDataKeys;
 use domain::domain_claim::DomainClaim;
 use domain::email_claim::EmailClaim;
@@ -37,6 +37,8 @@ pub struct Keys {
     pub password_tokens: PasswordTokens,
     /// SMS code hashes.
     pub codes: CodeHasher,
+    /// Phone number lookup keys (send limits).
+    pub phone_lookup: PhoneLookup,
 }
 
 /// The write side: one executor per aggregate type, plus what the use cases need beside them.

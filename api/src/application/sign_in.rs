@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use domain::TenantScoped;
 use domain::ids::{SignInId, TenantId, UserId};
-use domain::sign_in::{SignInCommand, SignInEvent, SignInMethod, SmsQuota};
+use domain::sign_in::{SendLimit, SignInCommand, SignInEvent, SignInMethod, SmsQuota};
 use domain::sign_in_rule::SignInRequirement;
 use domain::user::{User, UserCommand};
 use domain::values::{EmailAddress, Locale, MobileNumber, Role};
@@ -20,6 +20,14 @@ use crate::sms::{SmsRequest, SmsSender};
 
 /// Failed attempts within this window count towards the lock-out.
 const FAILURE_WINDOW: Duration = Duration::minutes(15);
+
+/// SMS send limits per sliding hour (ADR-0016): per user, per number, per tenant, and per
+/// country calling code other than the Netherlands' (pumping targets foreign premium ranges).
+const SENDS_PER_USER_PER_HOUR: i64 = 5;
+const SENDS_PER_NUMBER_PER_HOUR: i64 = 5;
+const SENDS_PER_TENANT_PER_HOUR: i64 = 1000;
+const SENDS_PER_FOREIGN_COUNTRY_PER_HOUR: i64 = 50;
+const HOME_COUNTRY_CODE: u16 = 31;
 
 /// Who is signed in, for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,11 +183,28 @@ impl Commands {
         let account = user
             .account_in(attempt.tenant_id)
             .ok_or(domain::sign_in::SignInError::NotStarted)?;
+        let destination = match &enrolling_phone {
+            Some(phone) => phone.clone(),
+            None => account
+                .phone
+                .as_ref()
+                .and_then(|phone| phone.known().cloned())
+                .ok_or(domain::sign_in::SignInError::PhoneNumberRequired)?,
+        };
+        let number_key = self.keys.phone_lookup.key_for(&destination);
+        let quota = self
+            .sms_quota(
+                attempt.tenant_id,
+                attempt.user_id,
+                &number_key,
+                destination.country_calling_code(),
+            )
+            .await?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000_u32));
         let command = SignInCommand::RequestSmsCode {
             code_hash: self.keys.codes.hash(sign_in_id, &code),
             enrolling_phone: enrolling_phone.clone(),
-            quota: SmsQuota::Allowed,
+            quota,
             now: self.clock.now(),
         };
         let context = CommandContext {
@@ -197,14 +222,13 @@ impl Commands {
         let Some(issued) = committed.events.first() else {
             return Ok(());
         };
-        let destination = match enrolling_phone {
-            Some(phone) => phone,
-            None => account
-                .phone
-                .as_ref()
-                .and_then(|phone| phone.known().cloned())
-                .ok_or(domain::sign_in::SignInError::PhoneNumberRequired)?,
-        };
+        sqlx::query("INSERT INTO sms_sends (tenant_id, user_id, number_key, country_code) VALUES ($1, $2, $3, $4)")
+            .bind(attempt.tenant_id.as_uuid())
+            .bind(attempt.user_id.as_uuid())
+            .bind(&number_key)
+            .bind(i32::from(destination.country_calling_code()))
+            .execute(&self.pool)
+            .await?;
         let text = match account.locale {
             Locale::Nl => {
                 format!("Je Akkermans FinteQX-code is {code}. Hij verloopt over 5 minuten.")
@@ -235,6 +259,41 @@ impl Commands {
         .execute(&self.pool)
         .await?;
         sent.map_err(|error| CommandError::Unavailable(error.into()))
+    }
+
+    /// The send limits' verdict for one more SMS.
+    async fn sms_quota(
+        &self,
+        tenant_id: TenantId,
+        user_id: UserId,
+        number_key: &str,
+        country_code: u16,
+    ) -> Result<SmsQuota, CommandError> {
+        let (per_user, per_number, per_tenant, per_country): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE user_id = $2), count(*) FILTER (WHERE number_key = $3), \
+                    count(*) FILTER (WHERE tenant_id = $1), count(*) FILTER (WHERE country_code = $4) \
+             FROM sms_sends WHERE sent_at > now() - interval '1 hour' \
+               AND (user_id = $2 OR number_key = $3 OR tenant_id = $1 OR country_code = $4)",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(user_id.as_uuid())
+        .bind(number_key)
+        .bind(i32::from(country_code))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(if per_user >= SENDS_PER_USER_PER_HOUR {
+            SmsQuota::Exceeded(SendLimit::PerUser)
+        } else if per_number >= SENDS_PER_NUMBER_PER_HOUR {
+            SmsQuota::Exceeded(SendLimit::PerNumber)
+        } else if per_tenant >= SENDS_PER_TENANT_PER_HOUR {
+            SmsQuota::Exceeded(SendLimit::PerTenant)
+        } else if country_code != HOME_COUNTRY_CODE
+            && per_country >= SENDS_PER_FOREIGN_COUNTRY_PER_HOUR
+        {
+            SmsQuota::Exceeded(SendLimit::PerCountryPrefix)
+        } else {
+            SmsQuota::Allowed
+        })
     }
 
     /// Checks a typed code; on success enrolls the number the code confirmed, if any.

@@ -44,6 +44,11 @@ impl MobileNumber {
         &self.0
     }
 
+    /// The country calling code (`31` for the Netherlands), for per-country send limits.
+    pub fn country_calling_code(&self) -> u16 {
+        phonenumber::parse(None, &self.0).map_or(0, |number| number.code().value())
+    }
+
     /// The number with all but the country code prefix and the last two digits hidden,
     /// as support views and logs show it: `+31*******78`.
     pub fn masked(&self) -> String {
@@ -115,6 +120,22 @@ mod tests {
                 "{why}: {input:?}"
             );
         }
+    }
+
+    #[test]
+    fn knows_its_country_calling_code() {
+        assert_eq!(
+            MobileNumber::parse("06 12345678")
+                .unwrap()
+                .country_calling_code(),
+            31
+        );
+        assert_eq!(
+            MobileNumber::parse("+44 7911 123456")
+                .unwrap()
+                .country_calling_code(),
+            44
+        );
     }
 
     #[test]
