@@ -16,6 +16,21 @@ use domain::values::{DisplayName, EmailAddress, EmailKey, Locale, Role, check_pa
 
 use super::{CommandError, Commands, PASSWORD_TOKEN_LIFETIME, credentials};
 use crate::executor::{CommandContext, Committed, ExecuteError};
+use crate::keys::PasswordHashing;
+
+/// An argon2id verifier, made once, to spend the same time on accounts that
+/// have no verifier.
+fn throwaway_verifier(hashing: &PasswordHashing) -> String {
+    static VERIFIER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERIFIER
+        .get_or_init(|| {
+            // Its password is irrelevant: a missing verifier never matches.
+            hashing
+                .hash(&SecretString::from("throwaway".to_owned()))
+                .unwrap_or_default()
+        })
+        .clone()
+}
 
 /// A claim whose holder has not come into existence (or moved to another address) this long
 /// after claiming counts as abandoned: its creation failed between claim and account.
@@ -338,16 +353,22 @@ impl Commands {
         user: &User,
         password: SecretString,
     ) -> Result<bool, CommandError> {
-        let Some(credential_id) = user.account().and_then(|account| account.credential) else {
-            return Ok(false);
+        let phc = match user.account().and_then(|account| account.credential) {
+            Some(credential_id) => credentials::phc(&self.pool, credential_id).await?,
+            None => None,
         };
-        let Some(phc) = credentials::phc(&self.pool, credential_id).await? else {
-            return Ok(false);
-        };
+        // Without a verifier, check against a throwaway one: the answer takes as long either
+        // way, so timing tells no one which accounts exist or have a password.
         let hashing = self.passwords.clone();
-        tokio::task::spawn_blocking(move || hashing.verify(&password, &phc))
-            .await
-            .map_err(|e| CommandError::Unavailable(e.into()))
+        tokio::task::spawn_blocking(move || match phc {
+            Some(phc) => hashing.verify(&password, &phc),
+            None => {
+                let _ = hashing.verify(&password, &throwaway_verifier(&hashing));
+                false
+            }
+        })
+        .await
+        .map_err(|e| CommandError::Unavailable(e.into()))
     }
 
     pub(super) fn new_password_token(&self) -> PasswordTokenGrant {
