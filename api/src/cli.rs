@@ -260,7 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let delivery = crate::workers::delivery::DeliveryWorker::new(
                 database.pool.clone(),
                 sender,
-                std::sync::Arc::new(build_commands(&settings, database.pool.clone())?),
+                application.commands(),
                 delivery_config,
             );
             let mut delivery_stopped = stopped.clone();

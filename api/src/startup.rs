@@ -149,6 +149,11 @@ impl Application {
         })
     }
 
+    /// The write side the application serves with (workers share it).
+    pub fn commands(&self) -> Arc<Commands> {
+        Arc::clone(&self.state.commands)
+    }
+
     /// The bound address (useful with port 0).
     ///
     /// # Errors

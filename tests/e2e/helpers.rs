@@ -201,3 +201,18 @@ impl TestDb {
         }
     }
 }
+
+/// Sets `password` with the user's outstanding set-password link, as the user would.
+pub async fn set_password_via_link(
+    commands: &Commands,
+    user_id: domain::ids::UserId,
+    password: &str,
+) {
+    let user = commands.users().load(&user_id.to_string()).await.unwrap();
+    let token = user.account().unwrap().password_token.unwrap().token_id;
+    let secret = commands.keys().password_tokens.secret_for(user_id, token);
+    commands
+        .set_password(&operator(), &secret, password.to_owned().into())
+        .await
+        .unwrap();
+}

@@ -29,7 +29,7 @@ use domain::values::ProviderErrorCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::helpers::{TestDb, admin, register_tenant};
+use crate::helpers::{TestDb, admin, register_tenant, set_password_via_link};
 use crate::persistence::{entra, new_user};
 
 /// Inserts an event row by hand, as a second writer would (on its own connection).
@@ -551,23 +551,10 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
         }
     };
     let no_password = create("new@contoso.com", NewUserSignIn::Sms).await;
-    let set_password = |user_id: UserId| {
-        let commands = &commands;
-        async move {
-            let user = commands.users().load(&user_id.to_string()).await.unwrap();
-            let token = user.account().unwrap().password_token.unwrap().token_id;
-            let secret = commands.keys().password_tokens.secret_for(user_id, token);
-            let password = "correct horse battery staple".to_owned().into();
-            commands
-                .set_password(&admin(tenant), &secret, password)
-                .await
-                .unwrap();
-        }
-    };
     let with_phone = create("phone@fabrikam.nl", NewUserSignIn::Sms).await;
-    set_password(with_phone).await;
+    set_password_via_link(&commands, with_phone, "correct horse battery staple").await;
     let to_enroll = create("enroll@fabrikam.nl", NewUserSignIn::Sms).await;
-    set_password(to_enroll).await;
+    set_password_via_link(&commands, to_enroll, "correct horse battery staple").await;
     let phone = MobileNumber::parse("06 12345678").unwrap();
     commands
         .execute_user_command(

@@ -11,9 +11,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use api::application::NewUserSignIn;
-use domain::user::UserEvent;
 
-use crate::helpers::{TestDb, admin, operator, register_tenant};
+use crate::helpers::{TestDb, admin, register_tenant, set_password_via_link};
 use crate::persistence::new_user;
 
 #[derive(Clone, Default)]
@@ -82,50 +81,14 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let db = TestDb::new().await;
+    let SmsWorld {
+        db,
+        base,
+        cm,
+        tenant,
+        user_id,
+    } = sms_world().await;
     let commands = db.commands();
-    let tenant = register_tenant(&commands, "Akkermans Accountants").await;
-    commands
-        .set_mfa_policy(&admin(tenant), tenant, true)
-        .await
-        .unwrap();
-    let created = commands
-        .create_user(
-            &admin(tenant),
-            tenant,
-            new_user("anne@contoso.com", NewUserSignIn::Sms),
-        )
-        .await
-        .unwrap();
-    let token = created.committed.events.iter().find_map(|e| match e.event {
-        UserEvent::PasswordTokenIssued { token_id, .. } => Some(token_id),
-        _ => None,
-    });
-    let secret = commands
-        .keys()
-        .password_tokens
-        .secret_for(created.user_id, token.unwrap());
-    commands
-        .set_password(
-            &operator(),
-            &secret,
-            SecretString::from("correct horse battery staple".to_owned()),
-        )
-        .await
-        .unwrap();
-    db.run_projections().await;
-
-    let cm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1.0/message"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&cm)
-        .await;
-    let mut settings = db.settings();
-    settings.sms.provider = api::configuration::SmsProvider::Cm;
-    settings.sms.cm_base_url = cm.uri();
-    settings.sms.cm_product_token = SecretString::from("test-token".to_owned());
-    let base = db.spawn_app_with(&settings).await;
     let client = reqwest::Client::new();
     let post = |path: &str, cookie: Option<&str>, body: Value| {
         let mut request = client.post(format!("{base}{path}")).json(&body);
@@ -252,11 +215,7 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
         StatusCode::UNAUTHORIZED,
         "the session ended server-side"
     );
-    let user = commands
-        .users()
-        .load(&created.user_id.to_string())
-        .await
-        .unwrap();
+    let user = commands.users().load(&user_id.to_string()).await.unwrap();
     assert_eq!(
         user.account()
             .unwrap()
@@ -339,7 +298,15 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
 }
 
 /// A user with a password in a tenant that requires SMS, and the service with CM stubbed.
-async fn sms_world() -> (TestDb, String, MockServer, domain::ids::TenantId) {
+struct SmsWorld {
+    db: TestDb,
+    base: String,
+    cm: MockServer,
+    tenant: domain::ids::TenantId,
+    user_id: domain::ids::UserId,
+}
+
+async fn sms_world() -> SmsWorld {
     let db = TestDb::new().await;
     let commands = db.commands();
     let tenant = register_tenant(&commands, "Akkermans Accountants").await;
@@ -347,34 +314,16 @@ async fn sms_world() -> (TestDb, String, MockServer, domain::ids::TenantId) {
         .set_mfa_policy(&admin(tenant), tenant, true)
         .await
         .unwrap();
-    let created = commands
+    let user_id = commands
         .create_user(
             &admin(tenant),
             tenant,
             new_user("anne@contoso.com", NewUserSignIn::Sms),
         )
         .await
-        .unwrap();
-    let token = created
-        .committed
-        .aggregate
-        .account()
         .unwrap()
-        .password_token
-        .unwrap()
-        .token_id;
-    let secret = commands
-        .keys()
-        .password_tokens
-        .secret_for(created.user_id, token);
-    commands
-        .set_password(
-            &operator(),
-            &secret,
-            SecretString::from("correct horse battery staple".to_owned()),
-        )
-        .await
-        .unwrap();
+        .user_id;
+    set_password_via_link(&commands, user_id, "correct horse battery staple").await;
     db.run_projections().await;
     let cm = MockServer::start().await;
     Mock::given(method("POST"))
@@ -387,7 +336,13 @@ async fn sms_world() -> (TestDb, String, MockServer, domain::ids::TenantId) {
     settings.sms.cm_base_url = cm.uri();
     settings.sms.cm_product_token = SecretString::from("test-token".to_owned());
     let base = db.spawn_app_with(&settings).await;
-    (db, base, cm, tenant)
+    SmsWorld {
+        db,
+        base,
+        cm,
+        tenant,
+        user_id,
+    }
 }
 
 /// Signs in with the password and asks for a code to `phone`; returns the code request's status
@@ -417,7 +372,7 @@ async fn code_for(base: &str, phone: &str) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn codes_per_user_per_hour_are_limited() {
-    let (_db, base, cm, _) = sms_world().await;
+    let SmsWorld { base, cm, .. } = sms_world().await;
     for n in 1..=5 {
         assert_eq!(
             code_for(&base, "06 12345678").await.0,
@@ -442,7 +397,13 @@ async fn codes_per_user_per_hour_are_limited() {
 
 #[tokio::test]
 async fn a_flood_of_codes_to_one_foreign_country_is_stopped() {
-    let (db, base, cm, tenant) = sms_world().await;
+    let SmsWorld {
+        db,
+        base,
+        cm,
+        tenant,
+        ..
+    } = sms_world().await;
     // Other users of the platform already sent 50 codes to +44 numbers this hour.
     for n in 0..50 {
         sqlx::query("INSERT INTO sms_sends (tenant_id, user_id, number_key, country_code) VALUES ($1, $2, $3, 44)")
