@@ -1,0 +1,3 @@
+//! The benchmark harness (issue 8).
+
+fn main() {}
