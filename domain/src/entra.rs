@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EntraObjectId, EntraTenantId, TenantId, UserId};
-use crate::values::{DomainName, EmailAddress, Personal};
+use crate::values::{DomainName, EmailAddress, Personal, ProviderErrorCode};
 
 /// A domain claimed by a FinteQX tenant and bound to the Entra tenant that owns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +139,49 @@ pub fn decide_entra_sign_in(
         });
     }
     Ok(EntraSignInAccepted::BindIdentity(claims.identity))
+}
+
+/// Microsoft's codes that mean the organisation has not approved the application (research §1.8):
+/// the user cannot fix them, their administrator must grant consent.
+pub const CONSENT_ERROR_CODES: [&str; 5] = [
+    "AADSTS65001",
+    "AADSTS65004",
+    "AADSTS90093",
+    "AADSTS90094",
+    "AADSTS900941",
+];
+
+/// An error Microsoft sent back to the redirect URI instead of a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationError {
+    /// The organisation must approve FinteQX: the login page shows the consent notice.
+    ConsentRequired(ProviderErrorCode),
+    /// Any other error (cancelled, misconfigured, …), with the most specific code found.
+    Other(ProviderErrorCode),
+}
+
+/// Classifies the `error` and `error_description` parameters of an authorization response.
+/// Only codes are kept: the AADSTS code at the start of the description when there is one, else
+/// the OAuth `error`; Microsoft's free text is never recorded.
+pub fn classify_authorization_error(error: &str, description: Option<&str>) -> AuthorizationError {
+    let aadsts = description
+        .and_then(|text| {
+            text.split(|c: char| !c.is_ascii_alphanumeric())
+                .find(|word| word.starts_with("AADSTS"))
+        })
+        .and_then(|code| ProviderErrorCode::parse(code).ok());
+    let oauth =
+        ProviderErrorCode::parse(error).unwrap_or_else(|_| ProviderErrorCode::unrecognised());
+    let consent = error == "consent_required"
+        || aadsts
+            .as_ref()
+            .is_some_and(|code| CONSENT_ERROR_CODES.contains(&code.as_str()));
+    let code = aadsts.unwrap_or(oauth);
+    if consent {
+        AuthorizationError::ConsentRequired(code)
+    } else {
+        AuthorizationError::Other(code)
+    }
 }
 
 #[cfg(test)]
@@ -334,5 +377,60 @@ mod tests {
             ),
             Err(EntraSignInRefusal::WrongEntraTenant)
         );
+    }
+
+    #[test]
+    fn consent_errors_are_told_apart_from_other_errors_by_code_only() {
+        let cases = [
+            (
+                "access_denied",
+                Some("AADSTS90094: admin approval required"),
+                true,
+                "AADSTS90094",
+            ),
+            (
+                "access_denied",
+                Some("AADSTS65004: User declined to consent"),
+                true,
+                "AADSTS65004",
+            ),
+            (
+                "invalid_grant",
+                Some("AADSTS65001: The user or administrator has not consented"),
+                true,
+                "AADSTS65001",
+            ),
+            (
+                "access_denied",
+                Some("AADSTS900941: Administrator consent is required"),
+                true,
+                "AADSTS900941",
+            ),
+            (
+                "access_denied",
+                Some("AADSTS90093: not authorized"),
+                true,
+                "AADSTS90093",
+            ),
+            ("consent_required", None, true, "consent_required"),
+            (
+                "access_denied",
+                Some("AADSTS50105: not assigned"),
+                false,
+                "AADSTS50105",
+            ),
+            ("access_denied", None, false, "access_denied"),
+            ("<script>", None, false, "unrecognised_error"),
+        ];
+        for (error, description, consent, code) in cases {
+            let classified = classify_authorization_error(error, description);
+            let expected_code = ProviderErrorCode::parse(code).expect("valid code");
+            let expected = if consent {
+                AuthorizationError::ConsentRequired(expected_code)
+            } else {
+                AuthorizationError::Other(expected_code)
+            };
+            assert_eq!(classified, expected, "{error} {description:?}");
+        }
     }
 }

@@ -30,6 +30,11 @@ impl ProviderErrorCode {
         }
     }
 
+    /// Stands for an error whose code was malformed (never stored as received).
+    pub fn unrecognised() -> Self {
+        Self("unrecognised_error".to_owned())
+    }
+
     /// The code.
     pub fn as_str(&self) -> &str {
         &self.0
