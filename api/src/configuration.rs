@@ -24,6 +24,25 @@ pub struct Settings {
     pub sms: SmsSettings,
     /// E-mail delivery.
     pub email: EmailSettings,
+    /// Microsoft Entra ID (ADR-0018).
+    pub entra: EntraSettings,
+}
+
+/// Microsoft Entra ID: FinteQX's multi-tenant app registration and where Microsoft lives.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EntraSettings {
+    /// The login host; each Entra tenant's authority is `{authority_base}/{tid}/v2.0`.
+    pub authority_base: String,
+    /// The app registration's (client) id; empty turns Entra sign-in off.
+    pub client_id: String,
+    /// The app registration's client secret.
+    pub client_secret: SecretString,
+    /// Where Microsoft sends users back after sign-in (registered on the app).
+    pub redirect_uri: String,
+    /// Where Microsoft sends administrators back after admin consent (registered on the app).
+    pub consent_redirect_uri: String,
+    /// How long one request to Microsoft may take.
+    pub timeout_ms: u64,
 }
 
 /// E-mail delivery: an SMTP server, or `.eml` files when none is configured.
@@ -252,6 +271,11 @@ impl Settings {
         }
         if self.email.max_attempts < 1 {
             bail!("email.max_attempts (APP_EMAIL__MAX_ATTEMPTS) must be at least 1");
+        }
+        if !self.entra.client_id.is_empty() && self.entra.client_secret.expose_secret().is_empty() {
+            bail!(
+                "entra.client_secret (APP_ENTRA__CLIENT_SECRET) is empty while entra.client_id is set"
+            );
         }
         if self.sms.provider == SmsProvider::Cm
             && self.sms.cm_product_token.expose_secret().is_empty()

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod configuration;
 pub mod email;
 pub mod embedded_postgres;
+pub mod entra;
 pub mod executor;
 pub mod http;
 pub mod keys;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub commands: Arc<Commands>,
     /// Sends verification codes (ADR-0016).
     pub sms: Arc<dyn crate::sms::SmsSender>,
+    /// FinteQX's Entra ID app registration, when configured (ADR-0018).
+    pub entra: Option<Arc<crate::entra::Entra>>,
 }
 
 /// A database connection: a pool, and the embedded server behind it if one was started.
@@ -139,12 +141,16 @@ impl Application {
             .with_context(|| format!("cannot listen on {address}"))?;
         let commands = Arc::new(build_commands(settings, pool.clone())?);
         let sms = crate::sms::from_settings(&settings.sms).context("sms settings")?;
+        let entra = crate::entra::Entra::from_settings(&settings.entra)
+            .context("entra settings")?
+            .map(Arc::new);
         Ok(Self {
             listener,
             state: AppState {
                 pool,
                 commands,
                 sms,
+                entra,
             },
         })
     }
@@ -171,9 +177,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = crate::http::router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         Ok(())
     }
 }

@@ -151,7 +151,7 @@ impl Commands {
         .await
     }
 
-    async fn binding_of(
+    pub(super) async fn binding_of(
         &self,
         tenant_id: TenantId,
         domain: &DomainName,

@@ -33,6 +33,15 @@ pub enum CommandError {
     /// The sign-in attempt refused.
     #[error(transparent)]
     SignIn(#[from] SignInError),
+    /// An Entra flow cannot go on.
+    #[error(transparent)]
+    Entra(#[from] super::entra::EntraFlowError),
+    /// Too many password attempts for this address or from this client; wait.
+    #[error("too many sign-in attempts; wait {retry_after_seconds} seconds and try again")]
+    TooManySignInAttempts {
+        /// When the oldest counted attempt leaves the window.
+        retry_after_seconds: i64,
+    },
     /// Too many users selected in one request.
     #[error("at most {max} users can be selected at once")]
     TooManyUsers {

@@ -4,6 +4,7 @@
 
 mod credentials;
 mod domains;
+mod entra;
 mod error;
 mod sign_in;
 mod tenants;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 pub use domains::{DomainUserOutcome, DomainUserResult};
+pub use entra::{Callback, EntraFlowError, EntraOutcome, EntraRedirect};
 pub use error::CommandError;
 pub use sign_in::{CodeOutcome, PasswordOutcome, SignedIn};
 pub use users::{CreatedUser, NewUser, NewUserSignIn};

@@ -2,6 +2,8 @@
 //! Every step is a command on the attempt's own stream; the code's plaintext lives only in this
 //! request's memory on its way to the provider.
 
+use std::net::IpAddr;
+
 use chrono::Duration;
 use rand::Rng as _;
 use secrecy::SecretString;
@@ -28,6 +30,12 @@ const SENDS_PER_NUMBER_PER_HOUR: i64 = 5;
 const SENDS_PER_TENANT_PER_HOUR: i64 = 1000;
 const SENDS_PER_FOREIGN_COUNTRY_PER_HOUR: i64 = 50;
 const HOME_COUNTRY_CODE: u16 = 31;
+
+/// Password attempts allowed per address, and per client address, in [`THROTTLE_WINDOW`]; unknown
+/// addresses count like known ones, and the check comes before the argon2 work.
+const ATTEMPTS_PER_EMAIL: i64 = 10;
+const ATTEMPTS_PER_CLIENT: i64 = 100;
+const THROTTLE_WINDOW: Duration = Duration::minutes(15);
 
 /// Who is signed in, for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +88,22 @@ impl Commands {
         context: &CommandContext,
         email: &str,
         password: SecretString,
+        client: Option<IpAddr>,
     ) -> Result<PasswordOutcome, CommandError> {
-        let account = match EmailAddress::parse(email) {
-            Ok(email) => {
-                login_page::account(&self.pool, &self.keys.email_lookup.key_for(&email)).await?
-            }
-            Err(_) => None,
+        let email_key = EmailAddress::parse(email)
+            .ok()
+            .map(|email| self.keys.email_lookup.key_for(&email));
+        let mut throttle_keys: Vec<String> = Vec::new();
+        if let Some(key) = &email_key {
+            throttle_keys.push(format!("email:{}", key.as_str()));
+        }
+        if let Some(client) = client {
+            throttle_keys.push(format!("ip:{client}"));
+        }
+        self.throttle(&throttle_keys).await?;
+        let account = match &email_key {
+            Some(key) => login_page::account(&self.pool, key).await?,
+            None => None,
         };
         let Some(account) = account else {
             // Same work as a real check, so timing does not tell which addresses exist.
@@ -160,6 +178,44 @@ impl Commands {
             (true, _) => PasswordOutcome::CodeRequired(sign_in_id),
             (false, _) => PasswordOutcome::Refused,
         })
+    }
+
+    /// Counts one password attempt under each key, refusing when a key is over its limit.
+    async fn throttle(&self, keys: &[String]) -> Result<(), CommandError> {
+        let window = format!("{} seconds", THROTTLE_WINDOW.num_seconds());
+        sqlx::query("DELETE FROM sign_in_throttle WHERE at < now() - $1::interval")
+            .bind(&window)
+            .execute(&self.pool)
+            .await?;
+        let counts: Vec<(String, i64, f64)> = sqlx::query_as(
+            "SELECT throttle_key, count(*), \
+                    extract(epoch FROM min(at) + $2::interval - now())::float8 \
+             FROM sign_in_throttle WHERE throttle_key = ANY($1) AND at > now() - $2::interval \
+             GROUP BY throttle_key",
+        )
+        .bind(keys)
+        .bind(&window)
+        .fetch_all(&self.pool)
+        .await?;
+        for (key, count, seconds_left) in counts {
+            let limit = if key.starts_with("email:") {
+                ATTEMPTS_PER_EMAIL
+            } else {
+                ATTEMPTS_PER_CLIENT
+            };
+            if count >= limit {
+                #[allow(clippy::cast_possible_truncation)]
+                let retry_after_seconds = seconds_left.ceil().max(1.0) as i64;
+                return Err(CommandError::TooManySignInAttempts {
+                    retry_after_seconds,
+                });
+            }
+        }
+        sqlx::query("INSERT INTO sign_in_throttle (throttle_key) SELECT unnest($1::text[])")
+            .bind(keys)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Draws a code, records its keyed hash, then hands the plaintext to `sms` and forgets it.

@@ -517,3 +517,19 @@ pub async fn end_session(pool: &PgPool, secret: &str) -> Result<bool, sqlx::Erro
     .await?;
     Ok(ended.rows_affected() == 1)
 }
+
+/// How a running session started: its method and start time.
+///
+/// # Errors
+/// A database error.
+pub async fn session_start(
+    pool: &PgPool,
+    secret: &str,
+) -> Result<Option<(String, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT method, created_at FROM sessions WHERE session_hash = $1 AND ended_at IS NULL",
+    )
+    .bind(secret_hash(secret))
+    .fetch_optional(pool)
+    .await
+}

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod entra;
 pub mod json;
 pub mod lookup;
 pub mod path;
@@ -49,6 +50,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(users::routes())
         .merge(lookup::routes())
         .merge(sign_in::routes())
+        .merge(entra::routes())
         .merge(audit::routes())
         .merge(support::routes())
         .split_for_parts();

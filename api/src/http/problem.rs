@@ -13,7 +13,7 @@ use domain::tenant::TenantError;
 use domain::user::UserError;
 use domain::values::ValueError;
 
-use crate::application::CommandError;
+use crate::application::{CommandError, EntraFlowError};
 
 /// The media type of problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -26,10 +26,10 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "already-exists",
     "body-too-large",
     "code-attempts-exhausted",
-    "code-malformed",
-    "code-wrong",
     "code-expired",
+    "code-malformed",
     "code-resend-too-soon",
+    "code-wrong",
     "concurrent-change",
     "cursor-malformed",
     "dependency-unavailable",
@@ -47,8 +47,19 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "email-taken",
     "email-too-long",
     "email-unchanged",
+    "entra-consent-not-confirmed",
+    "entra-consent-required",
+    "entra-email-not-verified",
+    "entra-guest-account",
+    "entra-identity-mismatch",
+    "entra-not-configured",
+    "entra-not-linked",
+    "entra-not-primary-address",
+    "entra-sign-in-failed",
     "entra-sign-in-refused",
+    "entra-state-unknown",
     "entra-tenant-id-invalid",
+    "entra-wrong-tenant",
     "erasure-reason-unknown",
     "event-type-malformed",
     "filter-needs-events-format",
@@ -81,12 +92,13 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "set-password-link-expired",
     "set-password-link-invalid",
     "set-password-link-used",
-    "sign-in-failed",
-    "sign-in-locked",
     "sign-in-already-started",
     "sign-in-expired",
+    "sign-in-failed",
     "sign-in-finished",
+    "sign-in-locked",
     "sign-in-not-found",
+    "sign-in-with-password",
     "sms-not-required",
     "sms-send-limit",
     "state-unknown",
@@ -94,6 +106,7 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "time-malformed",
     "time-range-reversed",
     "too-many-codes",
+    "too-many-sign-in-attempts",
     "too-many-users",
     "unauthenticated",
     "unreadable-body",
@@ -270,6 +283,16 @@ const fn sign_in_problem(error: &SignInError) -> (StatusCode, &'static str, Opti
     }
 }
 
+const fn entra_problem(error: EntraFlowError) -> (StatusCode, &'static str, Option<&'static str>) {
+    use StatusCode as S;
+    match error {
+        EntraFlowError::NotConfigured => (S::SERVICE_UNAVAILABLE, "entra-not-configured", None),
+        EntraFlowError::UsePassword => (S::CONFLICT, "sign-in-with-password", Some("email")),
+        EntraFlowError::StateUnknown => (S::BAD_REQUEST, "entra-state-unknown", Some("state")),
+        EntraFlowError::ConsentNotConfirmed => (S::FORBIDDEN, "entra-consent-not-confirmed", None),
+    }
+}
+
 impl From<&CommandError> for Problem {
     fn from(error: &CommandError) -> Self {
         use StatusCode as S;
@@ -302,6 +325,10 @@ impl From<&CommandError> for Problem {
                 (S::CONFLICT, "email-not-held", Some("email"))
             }
             CommandError::SignIn(error) => sign_in_problem(error),
+            CommandError::Entra(error) => entra_problem(*error),
+            CommandError::TooManySignInAttempts { .. } => {
+                (S::TOO_MANY_REQUESTS, "too-many-sign-in-attempts", None)
+            }
             CommandError::TooManyUsers { .. } => {
                 (S::UNPROCESSABLE_ENTITY, "too-many-users", Some("user_ids"))
             }
@@ -404,6 +431,13 @@ mod tests {
             CommandError::DomainClaim(DomainClaimError::HasLinkedUsers { linked_users: 1 }),
             CommandError::EmailClaim(EmailClaimError::EmailTaken),
             CommandError::EmailClaim(EmailClaimError::NotHeldByUser),
+            CommandError::Entra(EntraFlowError::NotConfigured),
+            CommandError::Entra(EntraFlowError::UsePassword),
+            CommandError::Entra(EntraFlowError::StateUnknown),
+            CommandError::Entra(EntraFlowError::ConsentNotConfirmed),
+            CommandError::TooManySignInAttempts {
+                retry_after_seconds: 60,
+            },
             CommandError::TooManyUsers { max: 1 },
             CommandError::Conflict,
             CommandError::Unavailable(anyhow::anyhow!("down")),

@@ -19,11 +19,11 @@ use domain::metadata::ActorRole;
 use domain::sign_in::SignInMethod;
 use domain::values::MobileNumber;
 
-use super::auth::{SESSION_COOKIE, end_session, start_session};
+use super::auth::{Caller, Principal, SESSION_COOKIE, end_session, session_start, start_session};
 use super::json::ApiJson;
 use super::problem::Problem;
 use super::{command_problem, field};
-use crate::application::{CodeOutcome, PasswordOutcome, SignedIn};
+use crate::application::{CodeOutcome, CommandError, PasswordOutcome, SignedIn};
 use crate::executor::CommandContext;
 use crate::startup::AppState;
 
@@ -37,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(send_code))
         .routes(routes!(verify_code))
         .routes(routes!(sign_out))
+        .routes(routes!(current_session))
 }
 
 /// Where the login page goes next.
@@ -46,7 +47,8 @@ pub struct NextStep {
     pub next: &'static str,
 }
 
-fn context(headers: &HeaderMap) -> CommandContext {
+/// The metadata of commands sent from the login page (no one is signed in yet).
+pub(super) fn login_page_context(headers: &HeaderMap) -> CommandContext {
     CommandContext {
         actor_id: "login-page".to_owned(),
         actor_role: ActorRole::Anonymous,
@@ -61,7 +63,8 @@ fn context(headers: &HeaderMap) -> CommandContext {
     }
 }
 
-fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
+/// A `__Host-` cookie that ends with the browser.
+pub(super) fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
     // `__Host-`: Secure, Path=/, no Domain; no Max-Age, so it ends with the browser.
     Cookie::build((name, value))
         .secure(true)
@@ -71,7 +74,18 @@ fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
         .build()
 }
 
-async fn signed_in(app: &AppState, jar: CookieJar, who: SignedIn) -> Result<Response, Problem> {
+/// Starts a new session for `who` (ending any session this browser had: a new id after each
+/// step up) and spends the attempt cookie.
+pub(super) async fn signed_in(
+    app: &AppState,
+    jar: CookieJar,
+    who: SignedIn,
+) -> Result<Response, Problem> {
+    if let Some(previous) = jar.get(SESSION_COOKIE) {
+        end_session(&app.pool, previous.value())
+            .await
+            .map_err(super::database)?;
+    }
     let method = match who.method {
         SignInMethod::Password => "password",
         SignInMethod::PasswordAndSms => "password_and_sms",
@@ -116,6 +130,27 @@ fn attempt_of(jar: &CookieJar) -> Result<SignInId, Problem> {
         })
 }
 
+/// The client's address as the listener saw it (absent when the router runs without one, as in
+/// in-process tests). Behind a proxy this is the proxy's address (ADR-0018).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 /// The password step.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -130,18 +165,38 @@ pub struct PasswordRequest {
 /// `POST /sign_in/password`: checks the password; signs in, or asks for a code or a number.
 #[utoipa::path(post, path = "/sign_in/password", tag = "sign-in",
     request_body = PasswordRequest,
-    responses((status = 200, body = NextStep), (status = 401, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = NextStep), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn sign_in_password(
     State(app): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(client): ClientAddress,
     jar: CookieJar,
     ApiJson(body): ApiJson<PasswordRequest>,
 ) -> Result<Response, Problem> {
-    let outcome = app
+    let outcome = match app
         .commands
-        .sign_in_with_password(&context(&headers), &body.email, body.password)
+        .sign_in_with_password(
+            &login_page_context(&headers),
+            &body.email,
+            body.password,
+            client,
+        )
         .await
-        .map_err(|e| command_problem(&e))?;
+    {
+        Ok(outcome) => outcome,
+        Err(
+            error @ CommandError::TooManySignInAttempts {
+                retry_after_seconds,
+            },
+        ) => {
+            let retry_after = [(
+                axum::http::header::RETRY_AFTER,
+                retry_after_seconds.to_string(),
+            )];
+            return Ok((retry_after, command_problem(&error)).into_response());
+        }
+        Err(error) => return Err(command_problem(&error)),
+    };
     match outcome {
         PasswordOutcome::SignedIn(who) => signed_in(&app, jar, who).await,
         PasswordOutcome::CodeRequired(id) | PasswordOutcome::PhoneRequired(id) => {
@@ -182,7 +237,12 @@ pub async fn send_code(
         .map(|phone| field("phone", MobileNumber::parse(phone)))
         .transpose()?;
     app.commands
-        .send_sms_code(&context(&headers), sign_in_id, phone, app.sms.as_ref())
+        .send_sms_code(
+            &login_page_context(&headers),
+            sign_in_id,
+            phone,
+            app.sms.as_ref(),
+        )
         .await
         .map_err(|e| command_problem(&e))?;
     Ok(StatusCode::NO_CONTENT)
@@ -209,7 +269,7 @@ pub async fn verify_code(
     let sign_in_id = attempt_of(&jar)?;
     let outcome = app
         .commands
-        .verify_sms_code(&context(&headers), sign_in_id, &body.code)
+        .verify_sms_code(&login_page_context(&headers), sign_in_id, &body.code)
         .await
         .map_err(|e| command_problem(&e))?;
     match outcome {
@@ -247,4 +307,57 @@ pub async fn sign_out(
         jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()),
         StatusCode::NO_CONTENT,
     ))
+}
+
+/// The signed-in user's session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// The tenant.
+    pub tenant_id: uuid::Uuid,
+    /// The user.
+    pub user_id: uuid::Uuid,
+    /// `administrator` or `user`.
+    pub role: &'static str,
+    /// How the session started: `password`, `password_and_sms` or `entra_id`.
+    pub method: String,
+    /// When it started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// `GET /session`: who is signed in, and how. Linking or unlinking the user does not end it.
+#[utoipa::path(get, path = "/session", tag = "sign-in",
+    responses((status = 200, body = SessionView), (status = 401, body = Problem), (status = 503, body = Problem)))]
+pub async fn current_session(
+    State(app): State<AppState>,
+    caller: Caller,
+    jar: CookieJar,
+) -> Result<Json<SessionView>, Problem> {
+    let unauthenticated = || {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Unauthenticated",
+            "no session",
+        )
+    };
+    let Principal::Tenant {
+        tenant_id,
+        user_id,
+        role,
+    } = caller.principal
+    else {
+        return Err(unauthenticated());
+    };
+    let secret = jar.get(SESSION_COOKIE).ok_or_else(unauthenticated)?;
+    let (method, started_at) = session_start(&app.pool, secret.value())
+        .await
+        .map_err(super::database)?
+        .ok_or_else(unauthenticated)?;
+    Ok(Json(SessionView {
+        tenant_id: tenant_id.as_uuid(),
+        user_id: user_id.as_uuid(),
+        role: role.as_str(),
+        method,
+        started_at,
+    }))
 }
