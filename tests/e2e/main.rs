@@ -13,6 +13,7 @@ mod embedded_database;
 mod erasure;
 mod http_api;
 mod http_audit;
+mod oidc_provider;
 mod operator_cli;
 mod passwords;
 mod persistence;
