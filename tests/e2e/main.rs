@@ -10,6 +10,7 @@ mod bad_input;
 mod concurrency;
 mod delivery;
 mod embedded_database;
+mod entra_sign_in;
 mod erasure;
 mod http_api;
 mod http_audit;

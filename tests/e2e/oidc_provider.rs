@@ -18,7 +18,7 @@ use tokio::process::{Child, Command};
 /// contoso: alice, her alias al, bob, mallory (e-mail claim = alice's), a guest, an unverified
 /// e-mail, two consent failures and an administrator.
 pub const CONTOSO_TID: &str = "11111111-1111-1111-1111-111111111111";
-/// fabrikam: another alice@contoso.example (another oid, `xms_edov` false), carol, an administrator.
+/// fabrikam: another alice@contoso.com (another oid, `xms_edov` false), carol, an administrator.
 pub const FABRIKAM_TID: &str = "22222222-2222-2222-2222-222222222222";
 /// A tenant whose administrator declines admin consent (`AADSTS65004`).
 pub const DECLINING_TID: &str = "33333333-3333-3333-3333-333333333333";
@@ -313,7 +313,7 @@ mod smoke {
             )
             .add_scope(Scope::new("profile".to_owned()))
             .add_scope(Scope::new("email".to_owned()))
-            .add_extra_param("login_hint", "alice@contoso.example")
+            .add_extra_param("login_hint", "alice@contoso.com")
             .set_pkce_challenge(pkce_challenge)
             .url();
         let callback = follow_until(&browser, auth_url.as_str(), REDIRECT_URI).await;
@@ -340,12 +340,12 @@ mod smoke {
         assert_eq!(entra.oid, "c0000000-0000-0000-0000-000000000001");
         assert_eq!(
             claims.email().map(|e| e.as_str()),
-            Some("alice@contoso.example")
+            Some("alice@contoso.com")
         );
         assert_eq!(entra.xms_edov, Some(serde_json::Value::Bool(true)));
         assert_eq!(entra.idp, None);
         assert_eq!(entra.acct, Some(0));
-        assert_eq!(entra.upn.as_deref(), Some("alice@contoso.example"));
+        assert_eq!(entra.upn.as_deref(), Some("alice@contoso.com"));
 
         // A user who needs admin approval comes back with Entra's error, through the same browser.
         let (pkce_challenge, _) = PkceCodeChallenge::new_random_sha256();
@@ -357,7 +357,7 @@ mod smoke {
             )
             .add_scope(Scope::new("profile".to_owned()))
             .add_scope(Scope::new("email".to_owned()))
-            .add_extra_param("login_hint", "noconsent@contoso.example")
+            .add_extra_param("login_hint", "noconsent@contoso.com")
             .set_pkce_challenge(pkce_challenge)
             .url();
         let callback = follow_until(&browser, auth_url.as_str(), REDIRECT_URI).await;

@@ -166,7 +166,7 @@ impl Commands {
         session_hash: Option<&[u8]>,
     ) -> Result<EntraOutcome, CommandError> {
         let now = self.clock.now();
-        let pending = pending::take(&self.pool, state, now)
+        let pending = pending::take(&self.pool, state, session_hash, now)
             .await?
             .ok_or(EntraFlowError::StateUnknown)?;
         let (Some(entra_tenant_id), Some(secrets)) = (pending.entra_tenant_id, &pending.secrets)
@@ -400,7 +400,7 @@ impl Commands {
         session_hash: &[u8],
     ) -> Result<EntraOutcome, CommandError> {
         let now = self.clock.now();
-        let pending = pending::take(&self.pool, state, now)
+        let pending = pending::take(&self.pool, state, Some(session_hash), now)
             .await?
             .filter(|p| {
                 p.purpose == Purpose::AdminConsent

@@ -99,20 +99,25 @@ type Row = (
 );
 
 /// Takes the unexpired flow of `state`: the first return gets it, every later one gets `None`.
+/// A flow bound to an administrator's session is only taken with that session's hash, so a
+/// foreign browser cannot even spend it.
 ///
 /// # Errors
 /// A database error.
 pub async fn take(
     pool: &PgPool,
     state: &str,
+    session_hash: Option<&[u8]>,
     now: DateTime<Utc>,
 ) -> Result<Option<PendingLogin>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
-        "DELETE FROM entra_pending_logins WHERE state_hash = $1 AND expires_at > $2 \
+        "DELETE FROM entra_pending_logins \
+         WHERE state_hash = $1 AND expires_at > $2 AND (session_hash IS NULL OR session_hash = $3) \
          RETURNING purpose, tenant_id, user_id, entra_tenant_id, nonce, pkce_verifier, session_hash",
     )
     .bind(secret_hash(state))
     .bind(now)
+    .bind(session_hash)
     .fetch_optional(pool)
     .await?;
     Ok(row.and_then(

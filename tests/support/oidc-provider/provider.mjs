@@ -32,29 +32,29 @@ const CLIENT_SECRET = 'test-secret';
 // issuer) and `acct: 1`; Entra omits `idp` for home-tenant users and sends `acct: 0`.
 const ACCOUNTS = {
   [CONTOSO]: {
-    'alice@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000001', name: 'Alice Contoso', email: 'alice@contoso.example', upn: 'alice@contoso.example', xms_edov: true },
+    'alice@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000001', name: 'Alice Contoso', email: 'alice@contoso.com', upn: 'alice@contoso.com', xms_edov: true },
     // An alias (proxyAddress) of alice: same user, same oid and sub, e-mail claim = primary.
-    'al@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000001', name: 'Alice Contoso', email: 'alice@contoso.example', upn: 'alice@contoso.example', xms_edov: true },
-    'bob@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000002', name: 'Bob Contoso', email: 'bob@contoso.example', upn: 'bob@contoso.example', xms_edov: true },
+    'al@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000001', name: 'Alice Contoso', email: 'alice@contoso.com', upn: 'alice@contoso.com', xms_edov: true },
+    'bob@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000002', name: 'Bob Contoso', email: 'bob@contoso.com', upn: 'bob@contoso.com', xms_edov: true },
     // A second Entra user of the same tenant whose e-mail claim equals alice's.
-    'mallory@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000003', name: 'Mallory Contoso', email: 'alice@contoso.example', upn: 'mallory@contoso.example', xms_edov: true },
+    'mallory@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000003', name: 'Mallory Contoso', email: 'alice@contoso.com', upn: 'mallory@contoso.com', xms_edov: true },
     // A B2B guest from another tenant.
-    'guest@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000004', name: 'Guest User', email: 'guest@contoso.example', upn: 'guest_contoso.example#EXT#@contoso.example', xms_edov: true, guest: true, idp: 'https://sts.windows.net/99999999-9999-9999-9999-999999999999/' },
-    'unverified@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000005', name: 'Unverified Contoso', email: 'unverified@contoso.example', upn: 'unverified@contoso.example', xms_edov: false },
-    'noconsent@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000006', name: 'No Consent', email: 'noconsent@contoso.example', upn: 'noconsent@contoso.example', xms_edov: true,
+    'guest@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000004', name: 'Guest User', email: 'guest@contoso.com', upn: 'guest_contoso.com#EXT#@contoso.com', xms_edov: true, guest: true, idp: 'https://sts.windows.net/99999999-9999-9999-9999-999999999999/' },
+    'unverified@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000005', name: 'Unverified Contoso', email: 'unverified@contoso.com', upn: 'unverified@contoso.com', xms_edov: false },
+    'noconsent@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000006', name: 'No Consent', email: 'noconsent@contoso.com', upn: 'noconsent@contoso.com', xms_edov: true,
       fail: { error: 'access_denied', error_description: 'AADSTS90094: admin approval required (simulated)' } },
-    'consentrequired@contoso.example': { oid: 'c0000000-0000-0000-0000-000000000007', name: 'Consent Required', email: 'consentrequired@contoso.example', upn: 'consentrequired@contoso.example', xms_edov: true,
+    'consentrequired@contoso.com': { oid: 'c0000000-0000-0000-0000-000000000007', name: 'Consent Required', email: 'consentrequired@contoso.com', upn: 'consentrequired@contoso.com', xms_edov: true,
       fail: { error: 'consent_required', error_description: 'AADSTS65001: The user or administrator has not consented to use the application (simulated)' } },
-    'admin@contoso.example': { oid: 'c0000000-0000-0000-0000-0000000000ad', name: 'Contoso Admin', email: 'admin@contoso.example', upn: 'admin@contoso.example', xms_edov: true },
+    'admin@contoso.com': { oid: 'c0000000-0000-0000-0000-0000000000ad', name: 'Contoso Admin', email: 'admin@contoso.com', upn: 'admin@contoso.com', xms_edov: true },
   },
   [FABRIKAM]: {
     // An attacker's tenant claiming alice's address: another oid, unverified e-mail domain.
-    'alice@contoso.example': { oid: 'f0000000-0000-0000-0000-000000000001', name: 'Alice Fabrikam', email: 'alice@contoso.example', upn: 'alice@contoso.example', xms_edov: false },
-    'carol@fabrikam.example': { oid: 'f0000000-0000-0000-0000-000000000002', name: 'Carol Fabrikam', email: 'carol@fabrikam.example', upn: 'carol@fabrikam.example', xms_edov: true },
-    'admin@fabrikam.example': { oid: 'f0000000-0000-0000-0000-0000000000ad', name: 'Fabrikam Admin', email: 'admin@fabrikam.example', upn: 'admin@fabrikam.example', xms_edov: true },
+    'alice@contoso.com': { oid: 'f0000000-0000-0000-0000-000000000001', name: 'Alice Fabrikam', email: 'alice@contoso.com', upn: 'alice@contoso.com', xms_edov: false },
+    'carol@fabrikam.com': { oid: 'f0000000-0000-0000-0000-000000000002', name: 'Carol Fabrikam', email: 'carol@fabrikam.com', upn: 'carol@fabrikam.com', xms_edov: true },
+    'admin@fabrikam.com': { oid: 'f0000000-0000-0000-0000-0000000000ad', name: 'Fabrikam Admin', email: 'admin@fabrikam.com', upn: 'admin@fabrikam.com', xms_edov: true },
   },
   [DECLINING]: {
-    'admin@declining.example': { oid: 'd0000000-0000-0000-0000-0000000000ad', name: 'Declining Admin', email: 'admin@declining.example', upn: 'admin@declining.example', xms_edov: true },
+    'admin@declining.com': { oid: 'd0000000-0000-0000-0000-0000000000ad', name: 'Declining Admin', email: 'admin@declining.com', upn: 'admin@declining.com', xms_edov: true },
   },
 };
 
