@@ -96,6 +96,18 @@ impl Database {
 /// # Errors
 /// When a key cannot be used.
 pub fn build_commands(settings: &Settings, pool: PgPool) -> anyhow::Result<Commands> {
+    build_commands_with_clock(settings, pool, Arc::new(SystemClock))
+}
+
+/// Builds the write side reading the time from `clock` (tests move time forward with it).
+///
+/// # Errors
+/// When a key cannot be used.
+pub fn build_commands_with_clock(
+    settings: &Settings,
+    pool: PgPool,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<Commands> {
     let keys = Keys {
         email_lookup: EmailLookup::new(&settings.secrets.lookup_key)
             .context("secrets.lookup_key")?,
@@ -116,7 +128,7 @@ pub fn build_commands(settings: &Settings, pool: PgPool) -> anyhow::Result<Comma
         settings.commands.max_attempts,
         keys,
         Arc::new(personal_data),
-        Arc::new(SystemClock),
+        clock,
     ))
 }
 

@@ -429,3 +429,183 @@ async fn a_flood_of_codes_to_one_foreign_country_is_stopped() {
     );
     assert_eq!(cm.received_requests().await.unwrap().len(), 1);
 }
+
+/// A clock the test moves forward.
+struct ManualClock(Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl api::clock::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn codes_expire_resends_are_throttled_and_wrong_codes_lock_the_attempt() {
+    use api::application::{CodeOutcome, CommandError, PasswordOutcome};
+    use domain::sign_in::SignInError;
+
+    let SmsWorld { db, cm, .. } = sms_world().await;
+    let clock = Arc::new(ManualClock(Mutex::new(chrono::Utc::now())));
+    let mut settings = db.settings();
+    settings.sms.provider = api::configuration::SmsProvider::Cm;
+    settings.sms.cm_base_url = cm.uri();
+    settings.sms.cm_product_token = SecretString::from("test-token".to_owned());
+    let sms = api::sms::from_settings(&settings.sms).unwrap();
+    let commands =
+        api::startup::build_commands_with_clock(&settings, db.pool.clone(), clock.clone()).unwrap();
+    let context = admin(domain::ids::TenantId::from_uuid(uuid::Uuid::nil()));
+    let phone = || Some(domain::values::MobileNumber::parse("06 12345678").unwrap());
+
+    let PasswordOutcome::PhoneRequired(attempt) = commands
+        .sign_in_with_password(
+            &context,
+            "anne@contoso.com",
+            SecretString::from("correct horse battery staple".to_owned()),
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the password step asks for a number");
+    };
+    commands
+        .send_sms_code(&context, attempt, phone(), sms.as_ref())
+        .await
+        .unwrap();
+    let first = last_code(&cm).await;
+    assert!(matches!(
+        commands
+            .send_sms_code(&context, attempt, phone(), sms.as_ref())
+            .await,
+        Err(CommandError::SignIn(SignInError::ResendTooSoon { .. }))
+    ));
+
+    // Five minutes later the code no longer works.
+    clock.advance(chrono::Duration::minutes(5) + chrono::Duration::seconds(1));
+    assert!(matches!(
+        commands.verify_sms_code(&context, attempt, &first).await,
+        Err(CommandError::SignIn(SignInError::CodeExpired))
+    ));
+
+    // A new code; five wrong guesses use it up, after which even the right code is refused.
+    commands
+        .send_sms_code(&context, attempt, phone(), sms.as_ref())
+        .await
+        .unwrap();
+    let second = last_code(&cm).await;
+    let wrong = if second == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for left in (0..5).rev() {
+        assert_eq!(
+            commands
+                .verify_sms_code(&context, attempt, wrong)
+                .await
+                .unwrap(),
+            CodeOutcome::Wrong {
+                attempts_left: left
+            }
+        );
+    }
+    assert!(matches!(
+        commands.verify_sms_code(&context, attempt, &second).await,
+        Err(CommandError::SignIn(SignInError::CodeAttemptsExhausted))
+    ));
+
+    // The third and last code of the attempt, guessed wrong five times, locks the attempt.
+    clock.advance(chrono::Duration::seconds(31));
+    commands
+        .send_sms_code(&context, attempt, phone(), sms.as_ref())
+        .await
+        .unwrap();
+    let third = last_code(&cm).await;
+    let wrong = if third == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..4 {
+        commands
+            .verify_sms_code(&context, attempt, wrong)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        commands
+            .verify_sms_code(&context, attempt, wrong)
+            .await
+            .unwrap(),
+        CodeOutcome::Locked
+    );
+    assert!(matches!(
+        commands.verify_sms_code(&context, attempt, &third).await,
+        Err(CommandError::SignIn(SignInError::Finished))
+    ));
+    clock.advance(chrono::Duration::seconds(31));
+    assert!(matches!(
+        commands
+            .send_sms_code(&context, attempt, phone(), sms.as_ref())
+            .await,
+        Err(CommandError::SignIn(SignInError::Finished))
+    ));
+    assert_eq!(
+        cm.received_requests().await.unwrap().len(),
+        3,
+        "three codes were sent"
+    );
+}
+
+#[tokio::test]
+async fn password_attempts_are_rate_limited_per_address_known_or_not() {
+    let SmsWorld { base, .. } = sms_world().await;
+    let client = reqwest::Client::new();
+    for email in ["anne@contoso.com", "nobody@contoso.com"] {
+        for n in 1..=10 {
+            let response = client
+                .post(format!("{base}/sign_in/password"))
+                .json(&json!({"email": email, "password": "wrong password!!"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{email} attempt {n}"
+            );
+        }
+        let limited = client
+            .post(format!("{base}/sign_in/password"))
+            .json(&json!({"email": email, "password": "correct horse battery staple"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS, "{email}");
+        let retry_after: i64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry_after), "{retry_after}");
+        let problem: Value = limited.json().await.unwrap();
+        assert_eq!(
+            problem["type"],
+            "urn:finteqx:problem:too-many-sign-in-attempts"
+        );
+    }
+    // Another address from the same client is not held back by them.
+    let other = client
+        .post(format!("{base}/sign_in/password"))
+        .json(&json!({"email": "someone@contoso.com", "password": "wrong password!!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+}
