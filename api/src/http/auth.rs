@@ -377,6 +377,8 @@ fn tenant_param(parts: &Parts) -> Result<TenantId, Problem> {
 pub struct TenantAdmin {
     /// The tenant.
     pub tenant_id: TenantId,
+    /// The administrator.
+    pub administrator: UserId,
     /// The metadata the administrator's commands carry.
     pub context: CommandContext,
 }
@@ -391,7 +393,14 @@ impl FromRequestParts<AppState> for TenantAdmin {
         let caller = Caller::from_request_parts(parts, state).await?;
         let tenant_id = tenant_param(parts)?;
         let context = caller.administrator_of(tenant_id)?;
-        Ok(Self { tenant_id, context })
+        let Principal::Tenant { user_id, .. } = caller.principal else {
+            return Err(forbidden());
+        };
+        Ok(Self {
+            tenant_id,
+            administrator: user_id,
+            context,
+        })
     }
 }
 

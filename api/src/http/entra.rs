@@ -18,9 +18,8 @@ use uuid::Uuid;
 use domain::entra::EntraSignInRefusal;
 use domain::ids::EntraTenantId;
 
-use super::auth::{Caller, Principal, SESSION_COOKIE, secret_hash};
+use super::auth::{Caller, Principal, SESSION_COOKIE, TenantAdmin, secret_hash};
 use super::json::ApiJson;
-use super::path::ApiPath;
 use super::problem::Problem;
 use super::query::ApiQuery;
 use super::sign_in::{NextStep, host_cookie, login_page_context, signed_in};
@@ -249,18 +248,12 @@ pub struct StartAdminConsent {
     responses((status = 200, body = RedirectToMicrosoft), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn start_admin_consent(
     State(app): State<AppState>,
-    caller: Caller,
-    ApiPath(tenant_id): ApiPath<Uuid>,
+    admin: TenantAdmin,
     jar: CookieJar,
     ApiJson(body): ApiJson<StartAdminConsent>,
 ) -> Result<Response, Problem> {
-    let tenant_id = domain::ids::TenantId::from_uuid(tenant_id);
-    caller.administrator_of(tenant_id)?;
-    let (Principal::Tenant { user_id, .. }, Some(session)) =
-        (&caller.principal, jar.get(SESSION_COOKIE))
-    else {
-        return Err(Problem::not_found());
-    };
+    // Consent is bound to a browser session; a staff token has none.
+    let session = jar.get(SESSION_COOKIE).ok_or_else(Problem::not_found)?;
     let entra_tenant_id = body
         .entra_tenant_id
         .as_deref()
@@ -271,8 +264,8 @@ pub async fn start_admin_consent(
         .commands
         .start_admin_consent(
             entra,
-            *user_id,
-            tenant_id,
+            admin.administrator,
+            admin.tenant_id,
             entra_tenant_id,
             secret_hash(session.value()),
         )

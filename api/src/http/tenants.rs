@@ -109,7 +109,9 @@ pub async fn set_mfa_policy(
     admin: TenantAdmin,
     ApiJson(body): ApiJson<SetMfaPolicyRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let committed = app
         .commands
         .set_mfa_policy(&context, tenant_id, body.sms_required)
@@ -140,7 +142,9 @@ pub async fn bind_domain(
     admin: TenantAdmin,
     ApiJson(body): ApiJson<BindDomainRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let domain = field("domain", DomainName::parse(&body.domain))?;
     let entra = field(
         "entra_tenant_id",
@@ -165,7 +169,9 @@ pub async fn release_domain(
     admin: TenantAdmin,
     ApiPath((_, domain)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<Accepted>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let domain = field("domain", DomainName::parse(&domain))?;
     let committed = app
         .commands
@@ -215,7 +221,9 @@ async fn domain_users(
     body: DomainUsersRequest,
     link: bool,
 ) -> Result<Json<DomainUsersResponse>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let domain = field("domain", DomainName::parse(domain))?;
     let user_ids: Vec<UserId> = body.user_ids.into_iter().map(UserId::from_uuid).collect();
     let outcomes = if link {

@@ -159,7 +159,9 @@ pub async fn create_user(
     admin: TenantAdmin,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> Result<(axum::http::StatusCode, Json<CreatedUserResponse>), Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let sign_in = match body.method.as_str() {
         "sms" => NewUserSignIn::Sms,
         "entra_id" => NewUserSignIn::EntraId,
@@ -211,7 +213,9 @@ pub async fn change_user_email(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<ChangeEmailRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let email = field("email", EmailAddress::parse(&body.email))?;
     let committed = app
         .commands
@@ -229,7 +233,9 @@ async fn user_command(
     user_id: Uuid,
     command: UserCommand,
 ) -> Result<Json<Accepted>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let committed = app
         .commands
         .execute_user_command(&context, tenant_id, UserId::from_uuid(user_id), command)
@@ -285,7 +291,9 @@ pub async fn send_password_link(
     admin: TenantAdmin,
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Accepted>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let committed = app
         .commands
         .issue_password_token(&context, tenant_id, UserId::from_uuid(user_id))
@@ -315,7 +323,9 @@ pub async fn forget_user(
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<ForgetUserRequest>,
 ) -> Result<Json<Accepted>, Problem> {
-    let TenantAdmin { tenant_id, context } = admin;
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
     let reason: ErasureReason = serde_json::from_value(serde_json::Value::String(body.reason))
         .map_err(|_| {
             Problem::new(
