@@ -552,6 +552,18 @@ impl World {
         (body["authorization_url"].as_str().unwrap().to_owned(), flow)
     }
 
+    async fn settings(&self, session: &str) -> Value {
+        self.http
+            .get(format!("{}/tenants/{}/settings", self.base, self.tenant))
+            .header("cookie", format!("{SESSION_COOKIE}={session}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn consent_state(&self, entra_tenant_id: &str) -> Option<ConsentState> {
         let tenant = self
             .db
@@ -570,6 +582,12 @@ async fn admin_consent_is_bound_to_the_session_and_confirmed_by_the_entra_tenant
     let (_, session) = admin_session(&world).await;
     let (_, stranger) = admin_session_of_another_tenant(&world).await;
 
+    world.db.run_projections().await;
+    assert_eq!(
+        world.settings(&session).await["consent_warning"],
+        true,
+        "the settings screen warns until consent is recorded"
+    );
     let (url, flow) = world.start_consent(&session, CONTOSO_TID).await;
     assert!(
         url.starts_with(&format!(
@@ -639,16 +657,7 @@ async fn admin_consent_is_bound_to_the_session_and_confirmed_by_the_entra_tenant
         Some(ConsentState::Granted)
     );
     world.db.run_projections().await;
-    let settings: Value = world
-        .http
-        .get(format!("{}/tenants/{}/settings", world.base, world.tenant))
-        .header("cookie", format!("{SESSION_COOKIE}={session}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settings = world.settings(&session).await;
     assert_eq!(settings["consent_warning"], false, "{settings}");
 }
 
