@@ -7,7 +7,7 @@
 pub mod pending;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -27,7 +27,6 @@ use openidconnect::{
 };
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
 use domain::entra::{EntraClaims, EntraIdentity};
 use domain::ids::{EntraObjectId, EntraTenantId};
@@ -187,14 +186,14 @@ impl Entra {
     }
 
     /// The tenant's client, discovered once and re-read after a day or when `refresh` is set.
+    /// The cache is not locked while Microsoft answers, so one slow tenant holds up no other.
     async fn client(
         &self,
         entra_tenant_id: EntraTenantId,
         refresh: bool,
     ) -> Result<Arc<EntraClient>, EntraError> {
-        let mut discovered = self.discovered.lock().await;
         if !refresh
-            && let Some(entry) = discovered.get(&entra_tenant_id)
+            && let Some(entry) = self.cache().get(&entra_tenant_id)
             && entry.fetched.elapsed() < METADATA_LIFETIME
         {
             return Ok(Arc::clone(&entry.client));
@@ -205,15 +204,16 @@ impl Entra {
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(|error| EntraError::Unavailable(anyhow::anyhow!("discovery: {error}")))?;
-        let client = EntraClient::from_provider_metadata(
-            metadata,
-            self.client_id.clone(),
-            Some(self.client_secret.clone()),
-        )
-        .set_auth_type(AuthType::RequestBody)
-        .set_redirect_uri(self.redirect_uri.clone());
-        let client = Arc::new(client);
-        discovered.insert(
+        let client = Arc::new(
+            EntraClient::from_provider_metadata(
+                metadata,
+                self.client_id.clone(),
+                Some(self.client_secret.clone()),
+            )
+            .set_auth_type(AuthType::RequestBody)
+            .set_redirect_uri(self.redirect_uri.clone()),
+        );
+        self.cache().insert(
             entra_tenant_id,
             Discovered {
                 client: Arc::clone(&client),
@@ -221,6 +221,13 @@ impl Entra {
             },
         );
         Ok(client)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<EntraTenantId, Discovered>> {
+        // A panic while holding the guard cannot leave a half-written entry behind.
+        self.discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A redirect to the tenant's sign-in page, with PKCE, `state` and `nonce`, and the e-mail
