@@ -12,7 +12,7 @@ use domain::ids::{EntraTenantId, TenantId, UserId};
 use domain::tenant::{ConsentDecision, ConsentState};
 use domain::values::DomainName;
 
-use crate::helpers::{TestDb, admin, register_tenant, set_password_via_link};
+use crate::helpers::{TestDb, admin, register_tenant, set_cookie, set_password_via_link};
 use crate::oidc_provider::{
     CLIENT_ID, CLIENT_SECRET, CONSENT_REDIRECT_URI, CONTOSO_TID, DECLINING_TID, FABRIKAM_TID,
     OidcProvider, REDIRECT_URI, browser, follow_until,
@@ -21,20 +21,6 @@ use crate::persistence::new_user;
 
 const FLOW_COOKIE: &str = "__Host-finteqx_entra";
 const SESSION_COOKIE: &str = "__Host-finteqx_session";
-
-/// The value of a `Set-Cookie` for `name` in a response.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|header| {
-            let pair = header.split(';').next()?;
-            let (key, value) = pair.split_once('=')?;
-            (key == name && !value.is_empty()).then(|| value.to_owned())
-        })
-}
 
 fn tid(text: &str) -> EntraTenantId {
     EntraTenantId::parse(text).unwrap()

@@ -216,3 +216,17 @@ pub async fn set_password_via_link(
         .await
         .unwrap();
 }
+
+/// The value of a `Set-Cookie` for `name` in a response.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|header| {
+            let pair = header.split(';').next()?;
+            let (key, value) = pair.split_once('=')?;
+            (key == name && !value.is_empty()).then(|| value.to_owned())
+        })
+}

@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use api::application::NewUserSignIn;
 
-use crate::helpers::{TestDb, admin, register_tenant, set_password_via_link};
+use crate::helpers::{TestDb, admin, register_tenant, set_cookie, set_password_via_link};
 use crate::persistence::new_user;
 
 #[derive(Clone, Default)]
@@ -35,20 +35,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
-}
-
-/// The value of a `Set-Cookie` for `name` in a response.
-fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|header| {
-            let pair = header.split(';').next()?;
-            let (key, value) = pair.split_once('=')?;
-            (key == name && !value.is_empty()).then(|| value.to_owned())
-        })
 }
 
 /// The code in the last SMS the stub received.
@@ -127,7 +113,7 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
     assert_eq!(first.status(), StatusCode::OK);
     let attempt = format!(
         "__Host-finteqx_sign_in={}",
-        cookie(&first, "__Host-finteqx_sign_in").unwrap()
+        set_cookie(&first, "__Host-finteqx_sign_in").unwrap()
     );
     assert_eq!(first.json::<Value>().await.unwrap()["next"], "enroll_phone");
     let landline = post(
@@ -182,7 +168,7 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
     assert_eq!(verified.status(), StatusCode::OK);
     let session = format!(
         "__Host-finteqx_session={}",
-        cookie(&verified, "__Host-finteqx_session").unwrap()
+        set_cookie(&verified, "__Host-finteqx_session").unwrap()
     );
     let replay = post("/sign_in/verify", Some(&attempt), json!({"code": code}))
         .await
@@ -238,7 +224,7 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
     .unwrap();
     let attempt = format!(
         "__Host-finteqx_sign_in={}",
-        cookie(&second, "__Host-finteqx_sign_in").unwrap()
+        set_cookie(&second, "__Host-finteqx_sign_in").unwrap()
     );
     assert_eq!(second.json::<Value>().await.unwrap()["next"], "sms_code");
     assert_eq!(
@@ -357,7 +343,7 @@ async fn code_for(base: &str, phone: &str) -> (StatusCode, Value) {
         .unwrap();
     let attempt = format!(
         "__Host-finteqx_sign_in={}",
-        cookie(&start, "__Host-finteqx_sign_in").unwrap()
+        set_cookie(&start, "__Host-finteqx_sign_in").unwrap()
     );
     let response = client
         .post(format!("{base}/sign_in/sms_code"))
