@@ -112,6 +112,9 @@ pub struct ApplicationSettings {
     pub port: u16,
     /// `local` or `production`.
     pub environment: Environment,
+    /// Login-page lookups (`/login/options`, `/sign_in/entra`) per client address per minute;
+    /// 0 switches the limit off.
+    pub lookups_per_client_per_minute: u32,
 }
 
 /// The run mode.

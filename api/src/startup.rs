@@ -31,6 +31,8 @@ pub struct AppState {
     pub sms: Arc<dyn crate::sms::SmsSender>,
     /// FinteQX's Entra ID app registration, when configured (ADR-0018).
     pub entra: Option<Arc<crate::entra::Entra>>,
+    /// The per-client limit on the login page's lookups.
+    pub lookups: Arc<crate::http::limits::ClientLimiter>,
 }
 
 /// A database connection: a pool, and the embedded server behind it if one was started.
@@ -163,6 +165,9 @@ impl Application {
                 commands,
                 sms,
                 entra,
+                lookups: Arc::new(crate::http::limits::ClientLimiter::per_minute(
+                    settings.application.lookups_per_client_per_minute,
+                )),
             },
         })
     }

@@ -899,3 +899,33 @@ async fn unknown_and_password_addresses_get_the_same_answer_and_entra_off_is_a_c
         (StatusCode::SERVICE_UNAVAILABLE, "entra-not-configured")
     );
 }
+
+#[tokio::test]
+async fn login_page_lookups_are_limited_per_client_address() {
+    let db = TestDb::new().await;
+    let mut settings = db.settings();
+    settings.application.lookups_per_client_per_minute = 5;
+    let base = db.spawn_app_with(&settings).await;
+    let http = reqwest::Client::new();
+    let lookup = |email: String| {
+        http.post(format!("{base}/login/options"))
+            .json(&json!({ "email": email }))
+            .send()
+    };
+    for n in 0..5 {
+        let response = lookup(format!("user{n}@contoso.com")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "lookup {n}");
+    }
+    let refused = lookup("user5@contoso.com".to_owned()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(problem_type(refused).await.1, "too-many-lookups");
+    // The Entra start shares the budget.
+    let entra = http
+        .post(format!("{base}/sign_in/entra"))
+        .json(&json!({"email": "user6@contoso.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(entra.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -20,6 +20,7 @@ use domain::ids::EntraTenantId;
 
 use super::auth::{Caller, Principal, SESSION_COOKIE, TenantAdmin, secret_hash};
 use super::json::ApiJson;
+use super::limits::ClientAddress;
 use super::problem::Problem;
 use super::query::ApiQuery;
 use super::sign_in::{NextStep, host_cookie, login_page_context, signed_in};
@@ -89,12 +90,16 @@ pub struct StartEntraSignIn {
 /// page sends to Entra; other addresses (also unknown ones) sign in with a password.
 #[utoipa::path(post, path = "/sign_in/entra", tag = "sign-in",
     request_body = StartEntraSignIn,
-    responses((status = 200, body = RedirectToMicrosoft), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = RedirectToMicrosoft), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn start_sign_in(
     State(app): State<AppState>,
+    ClientAddress(client): ClientAddress,
     jar: CookieJar,
     ApiJson(body): ApiJson<StartEntraSignIn>,
 ) -> Result<Response, Problem> {
+    if let Err(refused) = app.lookups.check(client) {
+        return Ok(refused.into_response());
+    }
     let entra = entra(&app)?;
     let redirect = app
         .commands

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod entra;
 pub mod json;
+pub mod limits;
 pub mod lookup;
 pub mod path;
 pub mod problem;

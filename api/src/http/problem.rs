@@ -106,6 +106,7 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "time-malformed",
     "time-range-reversed",
     "too-many-codes",
+    "too-many-lookups",
     "too-many-sign-in-attempts",
     "too-many-users",
     "unauthenticated",

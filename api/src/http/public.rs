@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,6 +18,7 @@ use projections::login_page::{self, LoginStep, UNKNOWN_ACCOUNT};
 use projections::runner::{ProjectorStatus, statuses};
 
 use super::json::ApiJson;
+use super::limits::ClientAddress;
 use super::problem::Problem;
 use super::{Accepted, command_problem};
 use crate::executor::CommandContext;
@@ -166,11 +168,15 @@ pub struct LoginOptionsResponse {
 /// `POST /login/options`: which way to sign in for an e-mail address.
 #[utoipa::path(post, path = "/login/options", tag = "sign-in",
     request_body = LoginOptionsRequest,
-    responses((status = 200, body = LoginOptionsResponse), (status = 422, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = LoginOptionsResponse), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn login_options(
     State(app): State<AppState>,
+    ClientAddress(client): ClientAddress,
     ApiJson(body): ApiJson<LoginOptionsRequest>,
-) -> Result<Json<LoginOptionsResponse>, Problem> {
+) -> Result<Response, Problem> {
+    if let Err(refused) = app.lookups.check(client) {
+        return Ok(refused.into_response());
+    }
     // A malformed address cannot have an account: answer like an unknown one.
     let options = match EmailAddress::parse(&body.email) {
         Ok(email) => {
@@ -191,7 +197,8 @@ pub async fn login_options(
         step,
         entra_tenant_id,
         consent_notice: options.consent_notice,
-    }))
+    })
+    .into_response())
 }
 
 /// `SetPassword` with the link from an e-mail.

@@ -21,6 +21,7 @@ use domain::values::MobileNumber;
 
 use super::auth::{Caller, Principal, SESSION_COOKIE, end_session, session_start, start_session};
 use super::json::ApiJson;
+use super::limits::ClientAddress;
 use super::problem::Problem;
 use super::{command_problem, field};
 use crate::application::{CodeOutcome, CommandError, PasswordOutcome, SignedIn};
@@ -128,27 +129,6 @@ fn attempt_of(jar: &CookieJar) -> Result<SignInId, Problem> {
                 "start with the password",
             )
         })
-}
-
-/// The client's address as the listener saw it (absent when the router runs without one, as in
-/// in-process tests). Behind a proxy this is the proxy's address (ADR-0018).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
-    }
 }
 
 /// The password step.
