@@ -72,6 +72,9 @@ impl Lab {
         let mut settings = Settings::load(&Settings::default_dir())?;
         settings.database.url = url.clone().into();
         settings.application.port = 0;
+        // The load generator is one client address; the per-client lookup limit (ADR-0018)
+        // would answer it with 429s, so the reads row measures the service without it.
+        settings.application.lookups_per_client_per_minute = 0;
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_secs(60))
