@@ -78,6 +78,16 @@ pub struct PersonalDataKeys {
 /// A person's unwrapped data key.
 struct DataKey(Aes256Gcm);
 
+/// What the key table holds for a person.
+enum StoredKey {
+    /// A live key.
+    Live(Box<DataKey>),
+    /// Destroyed: the person was erased.
+    Destroyed,
+    /// None yet.
+    Missing,
+}
+
 impl PersonalDataKeys {
     /// Keys in `pool`, wrapped by `current`; `previous` master keys can still unwrap (rotation).
     ///
@@ -106,14 +116,16 @@ impl PersonalDataKeys {
         let mut subjects = Vec::new();
         collect(payload, "personal", &mut subjects);
         let mut keys = BTreeMap::new();
-        for subject in subjects {
-            if let std::collections::btree_map::Entry::Vacant(entry) = keys.entry(subject) {
-                entry.insert(
-                    self.data_key(subject, true)
-                        .await?
-                        .ok_or(SealError::SubjectErased)?,
-                );
-            }
+        for (subject, key) in self.data_keys(&subjects).await? {
+            let key = match key {
+                StoredKey::Live(key) => *key,
+                StoredKey::Destroyed => return Err(SealError::SubjectErased),
+                StoredKey::Missing => self
+                    .create_data_key(subject)
+                    .await?
+                    .ok_or(SealError::SubjectErased)?,
+            };
+            keys.insert(subject, key);
         }
         transform(payload, "personal", &mut |field| {
             let subject = subject_of(field)?;
@@ -142,17 +154,40 @@ impl PersonalDataKeys {
     /// # Errors
     /// [`SealError`] when a key or value fails authentication or the database fails.
     pub async fn open_payload(&self, payload: &mut Value) -> Result<(), SealError> {
+        self.open_payloads(std::iter::once(payload)).await
+    }
+
+    /// Opens the sealed fields of several payloads (a stream's events) with one key lookup.
+    ///
+    /// # Errors
+    /// As [`PersonalDataKeys::open_payload`].
+    pub async fn open_payloads<'a>(
+        &self,
+        payloads: impl IntoIterator<Item = &'a mut Value>,
+    ) -> Result<(), SealError> {
+        let mut payloads: Vec<&'a mut Value> = payloads.into_iter().collect();
         let mut subjects = Vec::new();
-        collect(payload, "sealed", &mut subjects);
-        let mut keys = BTreeMap::new();
-        for subject in subjects {
-            if let std::collections::btree_map::Entry::Vacant(entry) = keys.entry(subject) {
-                entry.insert(self.data_key(subject, false).await?);
-            }
+        for payload in &payloads {
+            collect(payload, "sealed", &mut subjects);
         }
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let keys = self.data_keys(&subjects).await?;
+        for payload in &mut payloads {
+            self.open_with(payload, &keys)?;
+        }
+        Ok(())
+    }
+
+    fn open_with(
+        &self,
+        payload: &mut Value,
+        keys: &BTreeMap<UserId, StoredKey>,
+    ) -> Result<(), SealError> {
         transform(payload, "sealed", &mut |field| {
             let subject = subject_of(field)?;
-            let Some(Some(key)) = keys.get(&subject) else {
+            let Some(StoredKey::Live(key)) = keys.get(&subject) else {
                 return Ok(json!({"erased": {"subject": subject}}));
             };
             let text = |name: &str| {
@@ -242,36 +277,52 @@ impl PersonalDataKeys {
         Ok(rewrapped)
     }
 
-    /// The subject's data key: `None` when destroyed (or missing and `create` is false).
-    async fn data_key(&self, subject: UserId, create: bool) -> Result<Option<DataKey>, SealError> {
-        if create {
-            let key = Aes256Gcm::generate_key(&mut OsRng);
-            let (nonce, wrapped) = self.wrap_key(subject.as_uuid(), &key)?;
-            sqlx::query(
-                "INSERT INTO personal_data_keys (subject_id, kek_id, nonce, wrapped_key) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (subject_id) DO NOTHING",
-            )
-            .bind(subject.as_uuid())
-            .bind(&self.current.id)
-            .bind(nonce)
-            .bind(wrapped)
-            .execute(&self.pool)
-            .await?;
+    /// The stored data keys of `subjects`, unwrapped, in one query.
+    async fn data_keys(
+        &self,
+        subjects: &[UserId],
+    ) -> Result<BTreeMap<UserId, StoredKey>, SealError> {
+        type WrappedKey = (Uuid, Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let ids: Vec<Uuid> = subjects.iter().map(|s| s.as_uuid()).collect();
+        let rows: Vec<WrappedKey> = sqlx::query_as(
+            "SELECT subject_id, kek_id, nonce, wrapped_key FROM personal_data_keys WHERE subject_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut keys: BTreeMap<UserId, StoredKey> =
+            subjects.iter().map(|s| (*s, StoredKey::Missing)).collect();
+        for (subject, kek_id, nonce, wrapped) in rows {
+            let key = match (kek_id, nonce, wrapped) {
+                (Some(kek_id), Some(nonce), Some(wrapped)) => StoredKey::Live(Box::new(DataKey(
+                    Aes256Gcm::new(&self.unwrap_key(subject, &kek_id, &nonce, &wrapped)?),
+                ))),
+                _ => StoredKey::Destroyed,
+            };
+            keys.insert(UserId::from_uuid(subject), key);
         }
-        type WrappedKey = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let row: Option<WrappedKey> = sqlx::query_as(
-            "SELECT kek_id, nonce, wrapped_key FROM personal_data_keys WHERE subject_id = $1",
+        Ok(keys)
+    }
+
+    /// Creates the subject's data key (or finds the one a concurrent writer created); `None`
+    /// when the subject was erased meanwhile.
+    async fn create_data_key(&self, subject: UserId) -> Result<Option<DataKey>, SealError> {
+        let key = Aes256Gcm::generate_key(&mut OsRng);
+        let (nonce, wrapped) = self.wrap_key(subject.as_uuid(), &key)?;
+        sqlx::query(
+            "INSERT INTO personal_data_keys (subject_id, kek_id, nonce, wrapped_key) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (subject_id) DO NOTHING",
         )
         .bind(subject.as_uuid())
-        .fetch_optional(&self.pool)
+        .bind(&self.current.id)
+        .bind(nonce)
+        .bind(wrapped)
+        .execute(&self.pool)
         .await?;
-        match row {
-            Some((Some(kek_id), Some(nonce), Some(wrapped))) => {
-                let key = self.unwrap_key(subject.as_uuid(), &kek_id, &nonce, &wrapped)?;
-                Ok(Some(DataKey(Aes256Gcm::new(&key))))
-            }
-            _ => Ok(None),
-        }
+        Ok(match self.data_keys(&[subject]).await?.remove(&subject) {
+            Some(StoredKey::Live(key)) => Some(*key),
+            _ => None,
+        })
     }
 
     fn wrap_key(

@@ -28,12 +28,10 @@ impl SealedEventRepository {
         &self,
         mut events: Vec<SerializedEvent>,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        for event in &mut events {
-            self.keys
-                .open_payload(&mut event.payload)
-                .await
-                .map_err(persistence_error)?;
-        }
+        self.keys
+            .open_payloads(events.iter_mut().map(|event| &mut event.payload))
+            .await
+            .map_err(persistence_error)?;
         Ok(events)
     }
 }
