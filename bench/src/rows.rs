@@ -417,6 +417,8 @@ pub async fn link(lab: &Lab, sizes: &Sizes) -> anyhow::Result<Figure> {
 /// CreateUser runs open-loop at half the rate a closed loop of 16 reached just before.
 pub async fn lag(lab: &Lab, sizes: &Sizes) -> anyhow::Result<Figure> {
     let tenant = lab.tenant("Vertraging BV").await?;
+    // Start from a caught-up log: the lag of earlier rows' events is not this row's.
+    lab.run_projections().await?;
     let projector_pool = lab.new_pool(8).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let projectors = tokio::spawn(projections::run_all_until(projector_pool.clone(), stopped));
@@ -484,7 +486,7 @@ async fn create(commands: &Commands, tenant: TenantId, n: usize) -> anyhow::Resu
 }
 
 /// CreateUser at `rate` per second for `duration`, open loop; returns each command's lag from
-/// its return to its row in `login_accounts`.
+/// its return to its row in `login_accounts`, watched from the start.
 async fn open_loop_lags(
     lab: &Lab,
     tenant: TenantId,
@@ -493,6 +495,13 @@ async fn open_loop_lags(
     counter: &Arc<std::sync::atomic::AtomicUsize>,
 ) -> anyhow::Result<Vec<Duration>> {
     let pending: Arc<Mutex<Vec<(Uuid, Instant)>>> = Arc::default();
+    // The number of commands issued, known once the issuing is over.
+    let (issued_tx, issued_rx) = tokio::sync::watch::channel(None::<usize>);
+    let watcher = {
+        let pending = Arc::clone(&pending);
+        let pool = lab.harness.clone();
+        tokio::spawn(async move { watch_visible(&pool, &pending, issued_rx).await })
+    };
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
@@ -510,28 +519,31 @@ async fn open_loop_lags(
             anyhow::Ok(())
         }));
     }
-    let issued = tasks.len();
-    let watcher = {
-        let pending = Arc::clone(&pending);
-        let pool = lab.harness.clone();
-        tokio::spawn(async move { watch_visible(&pool, &pending, issued).await })
-    };
+    let _ = issued_tx.send(Some(tasks.len()));
     for task in tasks {
         task.await.context("a CreateUser task panicked")??;
     }
     watcher.await.context("the lag watcher panicked")?
 }
 
-/// Polls `login_accounts` every millisecond until `expected` users were seen.
+/// Polls `login_accounts` every millisecond for the pending users until as many users as were
+/// issued have been seen.
 async fn watch_visible(
     pool: &PgPool,
     pending: &Mutex<Vec<(Uuid, Instant)>>,
-    expected: usize,
+    issued: tokio::sync::watch::Receiver<Option<usize>>,
 ) -> anyhow::Result<Vec<Duration>> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut lags = Vec::with_capacity(expected);
-    while lags.len() < expected {
-        anyhow::ensure!(Instant::now() < deadline, "users did not become visible");
+    let mut lags = Vec::new();
+    let mut deadline = None;
+    loop {
+        let expected = *issued.borrow();
+        if let Some(expected) = expected {
+            if lags.len() >= expected {
+                return Ok(lags);
+            }
+            let until = *deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(120));
+            anyhow::ensure!(Instant::now() < until, "users did not become visible");
+        }
         let ids: Vec<Uuid> = pending
             .lock()
             .map_err(|_| anyhow!("poisoned"))?
@@ -557,7 +569,6 @@ async fn watch_visible(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    Ok(lags)
 }
 
 /// Row `rebuild`: a full rebuild of every projection beside a raw ordered cursor read of the
