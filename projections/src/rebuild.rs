@@ -127,7 +127,9 @@ async fn fill_scratch<P: Projector>(
                     reason,
                 });
             }
-            BatchOutcome::CaughtUp | BatchOutcome::Busy => return Ok(events),
+            BatchOutcome::CaughtUp | BatchOutcome::HeldBack | BatchOutcome::Busy => {
+                return Ok(events);
+            }
         }
     }
 }

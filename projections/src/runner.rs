@@ -1,8 +1,8 @@
 //! The catch-up runner shared by every projector (ADR-0010).
 //!
-//! A batch is one transaction: lock the projector's checkpoint row (`FOR UPDATE SKIP LOCKED`, so
-//! one instance at a time), read the next events in commit-safe order (ADR-0006), apply their row
-//! changes, advance the checkpoint, commit. A crash anywhere loses and duplicates nothing. An
+//! A batch is one transaction: read the next events in commit-safe order (ADR-0006); if there are
+//! any, lock the projector's checkpoint row (`FOR UPDATE SKIP LOCKED`, so one instance at a time),
+//! apply their row changes, advance the checkpoint, commit. A crash anywhere loses and duplicates nothing. An
 //! event that cannot be applied stops its projector with the reason recorded on the checkpoint
 //! row; it is never skipped.
 
@@ -38,6 +38,8 @@ pub trait Projector: Send + Sync + 'static {
 pub const BATCH_SIZE: i64 = 500;
 /// How long a runner sleeps when no notification wakes it.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The first look-again delay while events are held back by an open transaction.
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(2);
 /// The channel the events table's trigger notifies on commit.
 pub const EVENTS_CHANNEL: &str = "events_appended";
 
@@ -53,6 +55,9 @@ pub enum BatchOutcome {
     },
     /// Nothing new to apply.
     CaughtUp,
+    /// Nothing visible yet, but later events exist behind a transaction still open somewhere
+    /// (ADR-0006): look again shortly, no notification will say when it ends.
+    HeldBack,
     /// Another instance is applying a batch of this projector right now.
     Busy,
     /// The projector is stopped at a poisoned event.
@@ -238,44 +243,40 @@ async fn apply_batch<P: Projector>(
             .execute(&mut *connection)
             .await?;
     }
+    // Look before locking: the lock takes a transaction id, and an open transaction id holds
+    // every projector's commit-safe horizon back (ADR-0006), so a runner with nothing to do must
+    // not take one.
     let checkpoint: Option<(String, i64, Option<String>)> = sqlx::query_as(
         "SELECT last_tx::text, last_position, stop_reason FROM public.projector_checkpoints \
-         WHERE name = $1 FOR UPDATE SKIP LOCKED",
+         WHERE name = $1",
     )
     .bind(&target.checkpoint)
     .fetch_optional(&mut *connection)
     .await?;
     let Some((last_tx, last_position, stop_reason)) = checkpoint else {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM public.projector_checkpoints WHERE name = $1)",
-        )
-        .bind(&target.checkpoint)
-        .fetch_one(&mut *connection)
-        .await?;
-        return if exists {
-            Ok(BatchOutcome::Busy)
-        } else {
-            Err(BatchError::Unknown)
-        };
+        return Err(BatchError::Unknown);
     };
     if let Some(reason) = stop_reason {
         return Ok(BatchOutcome::Stopped { reason });
     }
-    let until = target.until.map(|at| (at.tx_id.to_string(), at.position));
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM public.events \
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           AND ($4::text IS NULL OR (tx_id, global_position) <= ($4::text::xid8, $5)) \
-         ORDER BY tx_id, global_position LIMIT $3"
-    ))
-    .bind(&last_tx)
-    .bind(last_position)
-    .bind(limit)
-    .bind(until.as_ref().map(|(tx, _)| tx.as_str()))
-    .bind(until.as_ref().map_or(0, |(_, position)| *position))
-    .fetch_all(&mut *connection)
+    let mut rows = next_events(connection, target, (&last_tx, last_position), limit).await?;
+    if rows.is_empty() {
+        return held_back(connection, target, (&last_tx, last_position)).await;
+    }
+    let locked: Option<(String, i64)> = sqlx::query_as(
+        "SELECT last_tx::text, last_position FROM public.projector_checkpoints \
+         WHERE name = $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(&target.checkpoint)
+    .fetch_optional(&mut *connection)
     .await?;
+    let Some((locked_tx, locked_position)) = locked else {
+        return Ok(BatchOutcome::Busy);
+    };
+    if (locked_tx.as_str(), locked_position) != (last_tx.as_str(), last_position) {
+        // Another runner advanced meanwhile: read again from where it left off, under the lock.
+        rows = next_events(connection, target, (&locked_tx, locked_position), limit).await?;
+    }
     let Some(last) = rows.last() else {
         return Ok(BatchOutcome::CaughtUp);
     };
@@ -308,6 +309,53 @@ async fn apply_batch<P: Projector>(
             tx_id,
             position: new_position,
         },
+    })
+}
+
+/// The next events after `after` below the commit-safe horizon (and `target.until`).
+async fn next_events(
+    connection: &mut PgConnection,
+    target: &Target,
+    after: (&str, i64),
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    let until = target.until.map(|at| (at.tx_id.to_string(), at.position));
+    sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM public.events \
+         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND ($4::text IS NULL OR (tx_id, global_position) <= ($4::text::xid8, $5)) \
+         ORDER BY tx_id, global_position LIMIT $3"
+    ))
+    .bind(after.0)
+    .bind(after.1)
+    .bind(limit)
+    .bind(until.as_ref().map(|(tx, _)| tx.as_str()))
+    .bind(until.as_ref().map_or(0, |(_, position)| *position))
+    .fetch_all(connection)
+    .await
+}
+
+/// `HeldBack` when a live projector has later events beyond the horizon, else `CaughtUp`.
+async fn held_back(
+    connection: &mut PgConnection,
+    target: &Target,
+    after: (&str, i64),
+) -> Result<BatchOutcome, BatchError> {
+    if target.until.is_some() {
+        return Ok(BatchOutcome::CaughtUp);
+    }
+    let later: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM public.events WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
+    )
+    .bind(after.0)
+    .bind(after.1)
+    .fetch_one(connection)
+    .await?;
+    Ok(if later {
+        BatchOutcome::HeldBack
+    } else {
+        BatchOutcome::CaughtUp
     })
 }
 
@@ -370,10 +418,16 @@ pub async fn run_until<P: Projector>(pool: PgPool, shutdown: impl Future<Output 
         }
     };
     tokio::pin!(shutdown);
+    let mut held_back_wait = HELD_BACK_FIRST_WAIT;
     loop {
+        let mut held_back = false;
         loop {
             match run_batch::<P>(&pool).await {
-                Ok(BatchOutcome::Applied { .. }) => {}
+                Ok(BatchOutcome::Applied { .. }) => held_back_wait = HELD_BACK_FIRST_WAIT,
+                Ok(BatchOutcome::HeldBack) => {
+                    held_back = true;
+                    break;
+                }
                 Ok(_) | Err(ProjectionError::Poisoned { .. }) => break,
                 Err(error) => {
                     tracing::warn!(projector = P::NAME, error = %error, "projector batch failed; retrying");
@@ -381,12 +435,22 @@ pub async fn run_until<P: Projector>(pool: PgPool, shutdown: impl Future<Output 
                 }
             }
         }
+        // Held back by an open transaction: its commit notifies nobody, so look again soon,
+        // backing off towards the poll interval.
+        let wait = if held_back {
+            let wait = held_back_wait;
+            held_back_wait = (held_back_wait * 2).min(POLL_INTERVAL);
+            wait
+        } else {
+            held_back_wait = HELD_BACK_FIRST_WAIT;
+            POLL_INTERVAL
+        };
         let wake = async {
             match listener.as_mut() {
                 Some(listener) => {
-                    let _ = tokio::time::timeout(POLL_INTERVAL, listener.recv()).await;
+                    let _ = tokio::time::timeout(wait, listener.recv()).await;
                 }
-                None => tokio::time::sleep(POLL_INTERVAL).await,
+                None => tokio::time::sleep(wait).await,
             }
         };
         tokio::select! {
