@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
@@ -120,6 +120,16 @@ pub enum ExecuteError<E: std::error::Error + 'static> {
     Store(#[source] anyhow::Error),
 }
 
+/// A stream as loaded for one command (see [`CommandExecutor::load_for_command`]).
+pub struct Loaded<A: Aggregate>(EventStoreAggregateContext<A>);
+
+impl<A: Aggregate> Loaded<A> {
+    /// The state the command will be decided against.
+    pub const fn state(&self) -> &A {
+        &self.0.aggregate
+    }
+}
+
 /// Executes commands of one aggregate type, by default through the sealing repository.
 pub struct CommandExecutor<A: Aggregate, R: PersistedEventRepository = SealedEventRepository> {
     store: PersistedEventStore<R, A>,
@@ -189,16 +199,61 @@ where
             .map_err(store_error)
     }
 
+    /// Loads a stream for a command whose content depends on its state: the state is read from
+    /// it, and [`CommandExecutor::execute_loaded`] commits against this very load (one read of
+    /// the stream instead of two).
+    ///
+    /// # Errors
+    /// [`ExecuteError::Store`].
+    pub async fn load_for_command(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Loaded<A>, ExecuteError<A::Error>> {
+        Ok(Loaded(
+            self.store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(store_error)?,
+        ))
+    }
+
     /// Decides `command` against the current stream and commits its events with `context` as
     /// metadata, retrying with jittered exponential back-off when another writer got there first.
     ///
     /// # Errors
     /// [`ExecuteError::Rejected`] with the domain's reason, [`ExecuteError::Conflict`] when the
     /// attempts ran out, [`ExecuteError::Store`] when the database failed.
-    #[instrument(skip_all, fields(aggregate.type = A::TYPE, aggregate.id = %aggregate_id, command = command.command_name()))]
     pub async fn execute(
         &self,
         aggregate_id: &str,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>> {
+        self.execute_from(aggregate_id, None, command, context)
+            .await
+    }
+
+    /// As [`CommandExecutor::execute`], deciding first against `loaded` (a retry after a
+    /// concurrent change reloads the stream).
+    ///
+    /// # Errors
+    /// As [`CommandExecutor::execute`].
+    pub async fn execute_loaded(
+        &self,
+        aggregate_id: &str,
+        loaded: Loaded<A>,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>> {
+        self.execute_from(aggregate_id, Some(loaded), command, context)
+            .await
+    }
+
+    #[instrument(skip_all, fields(aggregate.type = A::TYPE, aggregate.id = %aggregate_id, command = command.command_name()))]
+    async fn execute_from(
+        &self,
+        aggregate_id: &str,
+        mut loaded: Option<Loaded<A>>,
         command: A::Command,
         context: &CommandContext,
     ) -> Result<Committed<A>, ExecuteError<A::Error>> {
@@ -206,7 +261,12 @@ where
         let metadata = context.metadata(command.command_name(), command_id);
         for attempt in 1..=self.max_attempts {
             match self
-                .try_once(aggregate_id, command.clone(), metadata.clone())
+                .try_once(
+                    aggregate_id,
+                    loaded.take(),
+                    command.clone(),
+                    metadata.clone(),
+                )
                 .await
             {
                 Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
@@ -234,10 +294,14 @@ where
     async fn try_once(
         &self,
         aggregate_id: &str,
+        loaded: Option<Loaded<A>>,
         command: A::Command,
         metadata: HashMap<String, String>,
     ) -> Result<(Vec<cqrs_es::EventEnvelope<A>>, A), AggregateError<A::Error>> {
-        let mut context = self.store.load_aggregate(aggregate_id).await?;
+        let mut context = match loaded {
+            Some(Loaded(context)) => context,
+            None => self.store.load_aggregate(aggregate_id).await?,
+        };
         let sink = cqrs_es::event_sink::EventSink::default();
         context
             .aggregate()

@@ -231,8 +231,11 @@ impl Commands {
         enrolling_phone: Option<MobileNumber>,
         sms: &dyn SmsSender,
     ) -> Result<(), CommandError> {
-        let attempt = self.sign_ins.load(&sign_in_id.to_string()).await?;
-        let Some(attempt) = attempt.attempt().cloned() else {
+        let loaded = self
+            .sign_ins
+            .load_for_command(&sign_in_id.to_string())
+            .await?;
+        let Some(attempt) = loaded.state().attempt().cloned() else {
             return Err(domain::sign_in::SignInError::NotStarted.into());
         };
         let user = self.users.load(&attempt.user_id.to_string()).await?;
@@ -269,8 +272,9 @@ impl Commands {
         };
         let committed = self
             .sign_ins
-            .execute(
+            .execute_loaded(
                 &sign_in_id.to_string(),
+                loaded,
                 TenantScoped::new(attempt.tenant_id, command),
                 &context,
             )
@@ -370,8 +374,11 @@ impl Commands {
                 domain::values::ValueError::CodeMalformed,
             ));
         }
-        let attempt = self.sign_ins.load(&sign_in_id.to_string()).await?;
-        let Some(attempt) = attempt.attempt().cloned() else {
+        let loaded = self
+            .sign_ins
+            .load_for_command(&sign_in_id.to_string())
+            .await?;
+        let Some(attempt) = loaded.state().attempt().cloned() else {
             return Err(domain::sign_in::SignInError::NotStarted.into());
         };
         let enrolling = attempt
@@ -389,8 +396,9 @@ impl Commands {
         };
         let committed = self
             .sign_ins
-            .execute(
+            .execute_loaded(
                 &sign_in_id.to_string(),
+                loaded,
                 TenantScoped::new(attempt.tenant_id, command),
                 &context,
             )
