@@ -319,21 +319,39 @@ async fn next_events(
     after: (&str, i64),
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
-    let until = target.until.map(|at| (at.tx_id.to_string(), at.position));
-    sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM public.events \
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           AND ($4::text IS NULL OR (tx_id, global_position) <= ($4::text::xid8, $5)) \
-         ORDER BY tx_id, global_position LIMIT $3"
-    ))
-    .bind(after.0)
-    .bind(after.1)
-    .bind(limit)
-    .bind(until.as_ref().map(|(tx, _)| tx.as_str()))
-    .bind(until.as_ref().map_or(0, |(_, position)| *position))
-    .fetch_all(connection)
-    .await
+    // Two statements rather than one with `$4 IS NULL OR …`: a prepared statement's generic plan
+    // cannot drop that disjunction and leaves the ordered index scan for a scan of the log.
+    match target.until {
+        None => {
+            sqlx::query_as(&format!(
+                "SELECT {EVENT_COLUMNS} FROM public.events \
+                 WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY tx_id, global_position LIMIT $3"
+            ))
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit)
+            .fetch_all(connection)
+            .await
+        }
+        Some(until) => {
+            sqlx::query_as(&format!(
+                "SELECT {EVENT_COLUMNS} FROM public.events \
+                 WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+                   AND (tx_id, global_position) <= ($4::text::xid8, $5) \
+                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY tx_id, global_position LIMIT $3"
+            ))
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit)
+            .bind(until.tx_id.to_string())
+            .bind(until.position)
+            .fetch_all(connection)
+            .await
+        }
+    }
 }
 
 /// `HeldBack` when a live projector has later events beyond the horizon, else `CaughtUp`.
