@@ -134,6 +134,39 @@ impl PasswordTokens {
     }
 }
 
+/// Authenticates the attempt cookie between the password and the code: `{attempt id}.{mac}`,
+/// so only an attempt this service started is accepted from a browser.
+#[derive(Clone)]
+pub struct AttemptCookies(KeyedHash);
+
+impl AttemptCookies {
+    /// Cookies under `key`.
+    ///
+    /// # Errors
+    /// [`InvalidKey`].
+    pub fn new(key: &SecretString) -> Result<Self, InvalidKey> {
+        KeyedHash::new(key, b"finteqx/sign-in-attempt-cookie/v1").map(Self)
+    }
+
+    /// The cookie value of an attempt.
+    pub fn value_for(&self, sign_in_id: SignInId) -> String {
+        let id = sign_in_id.as_uuid().simple().to_string();
+        let mac = hex::encode(self.0.digest(&[id.as_bytes()]));
+        format!("{id}.{mac}")
+    }
+
+    /// The attempt of an authentic cookie value.
+    pub fn verify(&self, value: &str) -> Option<SignInId> {
+        let (id, mac) = value.split_once('.')?;
+        let uuid = Uuid::try_parse(id)
+            .ok()
+            .filter(|uuid| uuid.simple().to_string() == id)?;
+        self.0
+            .verify(&[id.as_bytes()], mac)
+            .then(|| SignInId::from_uuid(uuid))
+    }
+}
+
 /// Hashes SMS codes, bound to their sign-in attempt.
 #[derive(Clone)]
 pub struct CodeHasher(KeyedHash);
@@ -191,6 +224,31 @@ impl PasswordHashing {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn attempt_cookies_verify_their_own_values_only() {
+        let key = SecretString::from("a test key for attempt cookies".to_owned());
+        let cookies = AttemptCookies::new(&key).unwrap();
+        let id = SignInId::from_uuid(Uuid::from_u128(42));
+        let value = cookies.value_for(id);
+        assert_eq!(cookies.verify(&value), Some(id));
+        let other = SignInId::from_uuid(Uuid::from_u128(43));
+        let (_, mac) = value.split_once('.').unwrap();
+        let forged = format!("{}.{mac}", other.as_uuid().simple());
+        assert_eq!(
+            cookies.verify(&forged),
+            None,
+            "a MAC does not move to another attempt"
+        );
+        assert_eq!(
+            cookies.verify(&id.to_string()),
+            None,
+            "a bare id is refused"
+        );
+        let elsewhere = AttemptCookies::new(&SecretString::from("another key".to_owned())).unwrap();
+        assert_eq!(elsewhere.verify(&value), None);
+    }
+
     use super::*;
 
     fn key(s: &str) -> SecretString {

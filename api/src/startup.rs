@@ -14,7 +14,7 @@ use crate::application::{Commands, Keys};
 use crate::clock::SystemClock;
 use crate::configuration::Settings;
 use crate::embedded_postgres::{self, EmbeddedPostgres};
-use crate::keys::{CodeHasher, EmailLookup, PasswordTokens, PhoneLookup};
+use crate::keys::{AttemptCookies, CodeHasher, EmailLookup, PasswordTokens, PhoneLookup};
 use crate::personal_data::PersonalDataKeys;
 
 /// The migrations of `migrations/`, embedded in the binary.
@@ -118,6 +118,8 @@ pub fn build_commands_with_clock(
         codes: CodeHasher::new(&settings.secrets.code_key).context("secrets.code_key")?,
         phone_lookup: PhoneLookup::new(&settings.secrets.lookup_key)
             .context("secrets.lookup_key")?,
+        attempt_cookies: AttemptCookies::new(&settings.secrets.token_key)
+            .context("secrets.token_key")?,
     };
     let personal_data = PersonalDataKeys::new(
         pool.clone(),

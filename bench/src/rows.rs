@@ -144,28 +144,33 @@ async fn verify_over_http(
     base: &str,
     attempts: Vec<Attempt>,
     clients: usize,
+    cookies: &api::keys::AttemptCookies,
 ) -> anyhow::Result<Run> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
     let url = format!("{base}/sign_in/verify");
+    // The attempt cookies (`{id}.{mac}`, as the password step sets them), made before the clock.
+    let values: Arc<Vec<String>> = Arc::new(
+        attempts
+            .iter()
+            .map(|attempt| cookies.value_for(attempt.sign_in_id))
+            .collect(),
+    );
     let attempts = Arc::new(attempts);
     let n = attempts.len();
     closed_loop(clients, Until::Jobs(n), move |i| {
         let client = client.clone();
         let url = url.clone();
         let attempts = Arc::clone(&attempts);
+        let values = Arc::clone(&values);
         async move {
             let attempt = &attempts[i];
             let response = client
                 .post(&url)
                 .header(
                     "cookie",
-                    format!(
-                        "{}={}",
-                        api::http::sign_in::SIGN_IN_COOKIE,
-                        attempt.sign_in_id
-                    ),
+                    format!("{}={}", api::http::sign_in::SIGN_IN_COOKIE, values[i]),
                 )
                 .json(&json!({"code": attempt.code}))
                 .send()
@@ -234,7 +239,10 @@ pub async fn verify(
         limit.ensure_room(20_000).await?;
         let run_service = async {
             match &base {
-                Some(base) => verify_over_http(base, attempts, COMMAND_CLIENTS).await,
+                Some(base) => {
+                    let cookies = &lab.commands.keys().attempt_cookies;
+                    verify_over_http(base, attempts, COMMAND_CLIENTS, cookies).await
+                }
                 None => verify_in_process(&lab.commands, attempts, COMMAND_CLIENTS).await,
             }
         };

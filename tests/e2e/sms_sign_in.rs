@@ -116,6 +116,22 @@ async fn a_user_enrolls_a_phone_signs_in_with_a_code_and_no_code_or_number_leaks
         set_cookie(&first, "__Host-finteqx_sign_in").unwrap()
     );
     assert_eq!(first.json::<Value>().await.unwrap()["next"], "enroll_phone");
+    // The cookie is `{attempt}.{mac}`: the bare attempt id, or its MAC on another id, is refused.
+    let (id, mac) = attempt
+        .trim_start_matches("__Host-finteqx_sign_in=")
+        .split_once('.')
+        .unwrap();
+    let other = uuid::Uuid::now_v7().simple().to_string();
+    for forged in [id.to_owned(), format!("{other}.{mac}")] {
+        let refused = post(
+            "/sign_in/sms_code",
+            Some(&format!("__Host-finteqx_sign_in={forged}")),
+            json!({"phone": "06 12345678"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{forged}");
+    }
     let landline = post(
         "/sign_in/sms_code",
         Some(&attempt),

@@ -22,7 +22,9 @@ pub use users::{CreatedUser, NewUser, NewUserSignIn};
 
 use crate::clock::Clock;
 use crate::executor::CommandExecutor;
-use crate::keys::{CodeHasher, EmailLookup, PasswordHashing, PasswordTokens, PhoneLookup};
+use crate::keys::{
+    AttemptCookies, CodeHasher, EmailLookup, PasswordHashing, PasswordTokens, PhoneLookup,
+};
 use crate::personal_data::PersonalDataKeys;
 use domain::domain_claim::DomainClaim;
 use domain::email_claim::EmailClaim;
@@ -41,6 +43,8 @@ pub struct Keys {
     pub codes: CodeHasher,
     /// Phone number lookup keys (send limits).
     pub phone_lookup: PhoneLookup,
+    /// The attempt cookie's MAC.
+    pub attempt_cookies: AttemptCookies,
 }
 
 /// The write side: one executor per aggregate type, plus what the use cases need beside them.

@@ -28,7 +28,7 @@ use crate::application::{CodeOutcome, CommandError, PasswordOutcome, SignedIn};
 use crate::executor::CommandContext;
 use crate::startup::AppState;
 
-/// The cookie that carries the attempt between the password and the code.
+/// The cookie that carries the attempt between the password and the code (`{id}.{mac}`).
 pub const SIGN_IN_COOKIE: &str = "__Host-finteqx_sign_in";
 
 /// The routes of this module.
@@ -118,9 +118,9 @@ fn refused() -> Problem {
     )
 }
 
-fn attempt_of(jar: &CookieJar) -> Result<SignInId, Problem> {
+fn attempt_of(app: &AppState, jar: &CookieJar) -> Result<SignInId, Problem> {
     jar.get(SIGN_IN_COOKIE)
-        .and_then(|cookie| cookie.value().parse().ok())
+        .and_then(|cookie| app.commands.keys().attempt_cookies.verify(cookie.value()))
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::UNAUTHORIZED,
@@ -185,7 +185,8 @@ pub async fn sign_in_password(
             } else {
                 "sms_code"
             };
-            let jar = jar.add(host_cookie(SIGN_IN_COOKIE, id.to_string()));
+            let value = app.commands.keys().attempt_cookies.value_for(id);
+            let jar = jar.add(host_cookie(SIGN_IN_COOKIE, value));
             Ok((jar, Json(NextStep { next })).into_response())
         }
         PasswordOutcome::Refused => Err(refused()),
@@ -210,7 +211,7 @@ pub async fn send_code(
     jar: CookieJar,
     ApiJson(body): ApiJson<SendCodeRequest>,
 ) -> Result<StatusCode, Problem> {
-    let sign_in_id = attempt_of(&jar)?;
+    let sign_in_id = attempt_of(&app, &jar)?;
     let phone = body
         .phone
         .as_deref()
@@ -246,7 +247,7 @@ pub async fn verify_code(
     jar: CookieJar,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, Problem> {
-    let sign_in_id = attempt_of(&jar)?;
+    let sign_in_id = attempt_of(&app, &jar)?;
     let outcome = app
         .commands
         .verify_sms_code(&login_page_context(&headers), sign_in_id, &body.code)
