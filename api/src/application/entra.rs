@@ -220,6 +220,7 @@ impl Commands {
             tenant_id: Some(flow.tenant_id),
             ..context.clone()
         };
+        let mut role = None;
         let outcome = match self
             .redeem(entra, flow.entra_tenant_id, secrets, callback)
             .await?
@@ -258,7 +259,14 @@ impl Commands {
                         )
                         .await
                     {
-                        Ok(_) => EntraSignInOutcome::Succeeded,
+                        Ok(committed) => {
+                            // The account as the sign-in left it: its role goes on the session.
+                            role = committed
+                                .aggregate
+                                .account_in(flow.tenant_id)
+                                .map(|account| account.role);
+                            EntraSignInOutcome::Succeeded
+                        }
                         Err(CommandError::User(UserError::EntraSignInRefused(refusal))) => {
                             EntraSignInOutcome::Refused(refusal)
                         }
@@ -282,19 +290,12 @@ impl Commands {
             )
             .await?;
         Ok(match outcome {
-            EntraSignInOutcome::Succeeded => {
-                let user = self.users.load(&flow.user_id.to_string()).await?;
-                let role = user
-                    .account_in(flow.tenant_id)
-                    .map(|account| account.role)
-                    .ok_or(UserError::UserNotFound)?;
-                EntraOutcome::SignedIn(SignedIn {
-                    tenant_id: flow.tenant_id,
-                    user_id: flow.user_id,
-                    role,
-                    method: SignInMethod::EntraId,
-                })
-            }
+            EntraSignInOutcome::Succeeded => EntraOutcome::SignedIn(SignedIn {
+                tenant_id: flow.tenant_id,
+                user_id: flow.user_id,
+                role: role.ok_or(UserError::UserNotFound)?,
+                method: SignInMethod::EntraId,
+            }),
             EntraSignInOutcome::Refused(refusal) => EntraOutcome::Refused(refusal),
             EntraSignInOutcome::ConsentRequired { .. } => EntraOutcome::ConsentRequired,
             EntraSignInOutcome::ProviderError { .. } => EntraOutcome::Failed,
@@ -379,7 +380,10 @@ impl Commands {
         };
         pending::save(&self.pool, &state, &pending, self.clock.now()).await?;
         Ok(EntraRedirect {
-            url: entra.admin_consent_url(entra_tenant_id, &state).to_string(),
+            url: entra
+                .admin_consent_url(entra_tenant_id, &state)
+                .map_err(unavailable)?
+                .to_string(),
             state,
         })
     }

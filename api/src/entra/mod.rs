@@ -265,19 +265,26 @@ impl Entra {
 
     /// Microsoft's admin-consent page (v2) for the tenant, or for `organizations` when the
     /// Entra tenant is not known yet.
-    pub fn admin_consent_url(&self, entra_tenant_id: Option<EntraTenantId>, state: &str) -> Url {
+    ///
+    /// # Errors
+    /// [`EntraError::Unavailable`] when the configured base does not make a URL.
+    pub fn admin_consent_url(
+        &self,
+        entra_tenant_id: Option<EntraTenantId>,
+        state: &str,
+    ) -> Result<Url, EntraError> {
         let tenant = entra_tenant_id.map_or_else(|| "organizations".to_owned(), |t| t.to_string());
         let mut url = Url::parse(&format!(
             "{}/{tenant}/v2.0/adminconsent",
             self.authority_base
         ))
-        .unwrap_or_else(|_| self.consent_redirect_uri.clone());
+        .map_err(|error| EntraError::Unavailable(error.into()))?;
         url.query_pairs_mut()
             .append_pair("client_id", self.client_id.as_str())
             .append_pair("scope", "https://graph.microsoft.com/.default")
             .append_pair("redirect_uri", self.consent_redirect_uri.as_str())
             .append_pair("state", state);
-        url
+        Ok(url)
     }
 
     /// Redeems an authorization code with its PKCE verifier and validates the ID token:
