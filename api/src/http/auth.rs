@@ -95,7 +95,8 @@ fn correlation_id(parts: &Parts) -> String {
         .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned)
 }
 
-fn unauthorized() -> Problem {
+/// 401: no valid session or staff token.
+pub(super) fn unauthorized() -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",

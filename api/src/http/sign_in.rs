@@ -19,7 +19,9 @@ use domain::metadata::ActorRole;
 use domain::sign_in::SignInMethod;
 use domain::values::MobileNumber;
 
-use super::auth::{Caller, Principal, SESSION_COOKIE, end_session, session_start, start_session};
+use super::auth::{
+    Caller, Principal, SESSION_COOKIE, end_session, session_start, start_session, unauthorized,
+};
 use super::json::ApiJson;
 use super::limits::ClientAddress;
 use super::problem::Problem;
@@ -313,27 +315,19 @@ pub async fn current_session(
     caller: Caller,
     jar: CookieJar,
 ) -> Result<Json<SessionView>, Problem> {
-    let unauthenticated = || {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Unauthenticated",
-            "no session",
-        )
-    };
     let Principal::Tenant {
         tenant_id,
         user_id,
         role,
     } = caller.principal
     else {
-        return Err(unauthenticated());
+        return Err(unauthorized());
     };
-    let secret = jar.get(SESSION_COOKIE).ok_or_else(unauthenticated)?;
+    let secret = jar.get(SESSION_COOKIE).ok_or_else(unauthorized)?;
     let (method, started_at) = session_start(&app.pool, secret.value())
         .await
         .map_err(super::database)?
-        .ok_or_else(unauthenticated)?;
+        .ok_or_else(unauthorized)?;
     Ok(Json(SessionView {
         tenant_id: tenant_id.as_uuid(),
         user_id: user_id.as_uuid(),
