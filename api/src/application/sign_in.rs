@@ -406,16 +406,20 @@ impl Commands {
         for event in &committed.events {
             match event.event {
                 SignInEvent::SignInSucceeded { method, .. } => {
-                    if let Some(phone) = enrolling {
-                        self.execute_user_command(
-                            &context,
-                            attempt.tenant_id,
-                            attempt.user_id,
-                            UserCommand::EnrollPhone { phone },
-                        )
-                        .await?;
-                    }
-                    let user = self.users.load(&attempt.user_id.to_string()).await?;
+                    // The account as it is now (after enrolling the confirmed number, if any).
+                    let user = match enrolling {
+                        Some(phone) => {
+                            self.execute_user_command(
+                                &context,
+                                attempt.tenant_id,
+                                attempt.user_id,
+                                UserCommand::EnrollPhone { phone },
+                            )
+                            .await?
+                            .aggregate
+                        }
+                        None => self.users.load(&attempt.user_id.to_string()).await?,
+                    };
                     let role = user.account().map_or(Role::User, |account| account.role);
                     return Ok(CodeOutcome::SignedIn(SignedIn {
                         tenant_id: attempt.tenant_id,
