@@ -39,7 +39,7 @@ pub struct AppState {
 pub struct Database {
     /// The pool.
     pub pool: PgPool,
-    /// The embedded server, to stop on shutdown.
+    /// The embedded server, to give up on shutdown.
     pub embedded: Option<EmbeddedPostgres>,
 }
 
@@ -82,13 +82,14 @@ impl Database {
         Ok(Self { pool, embedded })
     }
 
-    /// Closes the pool and stops the embedded server, if any.
+    /// Closes the pool and gives the embedded server up, if any: it stops only when this process
+    /// started it and no other `finteqx` process uses it ([`EmbeddedPostgres::release`]).
     pub async fn close(self) {
         self.pool.close().await;
         if let Some(server) = self.embedded
-            && let Err(error) = server.stop().await
+            && let Err(error) = server.release().await
         {
-            tracing::warn!(error = %error, "the embedded PostgreSQL did not stop cleanly");
+            tracing::warn!(error.message = %error, error.cause_chain = ?error, "the embedded PostgreSQL did not stop cleanly");
         }
     }
 }
