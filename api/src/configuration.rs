@@ -70,12 +70,47 @@ pub struct EmailSettings {
     pub public_base_url: String,
     /// The host part of Message-ID headers.
     pub message_id_host: String,
-    /// Attempts before a message is dead.
-    pub max_attempts: i32,
-    /// How long a worker's claim on a message lasts.
+    /// How long a message is retried, from its first attempt, before it is dead.
+    pub retry_budget_seconds: u64,
+    /// How long a worker's claim on a message lasts; renewed before and during each send.
     pub lease_seconds: u64,
-    /// The first retry delay (doubled per attempt, with jitter).
+    /// The first retry delay's ceiling (doubled per attempt, with full jitter).
     pub backoff_base_ms: u64,
+    /// The largest retry delay.
+    pub backoff_cap_seconds: u64,
+    /// Sends at once per worker, and the SMTP connections kept for them.
+    pub concurrency: u32,
+}
+
+impl EmailSettings {
+    /// Checks the delivery settings: a budget, a lease long enough to renew, a sane back-off.
+    ///
+    /// # Errors
+    /// The first problem, naming the key and its environment variable.
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.retry_budget_seconds == 0 {
+            bail!(
+                "email.retry_budget_seconds (APP_EMAIL__RETRY_BUDGET_SECONDS) must be at least 1"
+            );
+        }
+        // The lease is renewed every third of itself while a send runs: below 3 s that is a
+        // query a second per message.
+        if self.lease_seconds < 3 {
+            bail!("email.lease_seconds (APP_EMAIL__LEASE_SECONDS) must be at least 3");
+        }
+        if self.backoff_base_ms == 0 {
+            bail!("email.backoff_base_ms (APP_EMAIL__BACKOFF_BASE_MS) must be at least 1");
+        }
+        if self.backoff_cap_seconds.saturating_mul(1000) < self.backoff_base_ms {
+            bail!(
+                "email.backoff_cap_seconds (APP_EMAIL__BACKOFF_CAP_SECONDS) must not be below email.backoff_base_ms (APP_EMAIL__BACKOFF_BASE_MS)"
+            );
+        }
+        if self.concurrency == 0 {
+            bail!("email.concurrency (APP_EMAIL__CONCURRENCY) must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// The SMS provider.
@@ -272,9 +307,7 @@ impl Settings {
                 "email.smtp_host (APP_EMAIL__SMTP_HOST) must be set in production; .eml files are for development"
             );
         }
-        if self.email.max_attempts < 1 {
-            bail!("email.max_attempts (APP_EMAIL__MAX_ATTEMPTS) must be at least 1");
-        }
+        self.email.validate()?;
         if !self.entra.client_id.is_empty() && self.entra.client_secret.expose_secret().is_empty() {
             bail!(
                 "entra.client_secret (APP_ENTRA__CLIENT_SECRET) is empty while entra.client_id is set"

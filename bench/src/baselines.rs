@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use serde_json::Value;
 use sqlx::{Connection as _, PgConnection, PgPool, Row as _};
@@ -215,24 +216,40 @@ pub async fn cursor_read(url: &str) -> anyhow::Result<(usize, Duration)> {
     Ok((count, elapsed))
 }
 
-/// Sends `message` `count` times, one after the other, through one pooled lettre transport to
-/// the SMTP server on `port`.
+/// Sends `message` `count` times through one pooled lettre transport to the SMTP server on
+/// `port`, from `concurrency` senders at once, each on its own connection (the pool holds as
+/// many): the same shape as the delivery worker's sends, without its queue.
 ///
 /// # Errors
 /// A refused or failed send.
-pub async fn lettre_loop(port: u16, message: &Message, count: usize) -> anyhow::Result<Run> {
+pub async fn lettre_loop(
+    port: u16,
+    message: &Message,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Run> {
+    let concurrency = concurrency.max(1);
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
         .port(port)
+        .pool_config(PoolConfig::new().max_size(u32::try_from(concurrency)?))
         .build();
+    let next = AtomicUsize::new(0);
     let started = Instant::now();
+    let senders = (0..concurrency).map(|_| async {
+        let mut latencies = Vec::new();
+        while next.fetch_add(1, Ordering::Relaxed) < count {
+            let sent = Instant::now();
+            transport
+                .send(message.clone())
+                .await
+                .context("bare lettre send")?;
+            latencies.push(sent.elapsed());
+        }
+        anyhow::Ok(latencies)
+    });
     let mut latencies = Vec::with_capacity(count);
-    for _ in 0..count {
-        let sent = Instant::now();
-        transport
-            .send(message.clone())
-            .await
-            .context("bare lettre send")?;
-        latencies.push(sent.elapsed());
+    for sender in futures::future::join_all(senders).await {
+        latencies.extend(sender?);
     }
     Ok(Run {
         count,

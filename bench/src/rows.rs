@@ -762,6 +762,11 @@ async fn read_once(
     Ok(())
 }
 
+/// Sends at once on both sides of the `email` row: the worker's concurrency and SMTP
+/// connections, and the bare lettre loop's concurrent senders and connections (the service's
+/// default, `email.concurrency`).
+const EMAIL_CONCURRENCY: usize = 8;
+
 /// Row `email`: the delivery worker sending to a local SMTP server beside a bare lettre loop to
 /// the same server, alternating. `None` when the SMTP server cannot be started.
 pub async fn email(lab: &Lab, sizes: &Sizes) -> anyhow::Result<Option<Figure>> {
@@ -780,6 +785,7 @@ pub async fn email(lab: &Lab, sizes: &Sizes) -> anyhow::Result<Option<Figure>> {
         credentials: None,
         timeout: Duration::from_secs(10),
         message_id_host: "finteqx.bench".to_owned(),
+        connections: u32::try_from(EMAIL_CONCURRENCY)?,
     })?);
     let from = EmailParty {
         address: "noreply@finteqx.nl".to_owned(),
@@ -792,10 +798,12 @@ pub async fn email(lab: &Lab, sizes: &Sizes) -> anyhow::Result<Option<Figure>> {
         DeliveryConfig {
             from: from.clone(),
             public_base_url: "https://app.finteqx.bench".to_owned(),
-            max_attempts: 5,
+            retry_budget: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(60),
             backoff_base: Duration::from_millis(100),
-            batch: 50,
+            backoff_cap: Duration::from_secs(1),
+            concurrency: EMAIL_CONCURRENCY,
+            batch: 4,
             poll_interval: Duration::from_secs(1),
         },
     );
@@ -827,11 +835,15 @@ pub async fn email(lab: &Lab, sizes: &Sizes) -> anyhow::Result<Option<Figure>> {
     )?;
     let mut figure = Figure {
         id: "email",
-        title: "e-mails delivered/s by the delivery worker to a local SMTP server (aiosmtpd)"
-            .to_owned(),
+        title: format!(
+            "e-mails delivered/s by the delivery worker to a local SMTP server (aiosmtpd), \
+             {EMAIL_CONCURRENCY} sends at once"
+        ),
         unit: "/s",
         service: Vec::new(),
-        limit_title: "a bare lettre send loop to the same server".to_owned(),
+        limit_title: format!(
+            "bare lettre send loops to the same server, {EMAIL_CONCURRENCY} at once as the worker"
+        ),
         limit: Vec::new(),
         ratios: Vec::new(),
         goal: Goal::AtLeast(0.8),
@@ -857,7 +869,8 @@ pub async fn email(lab: &Lab, sizes: &Sizes) -> anyhow::Result<Option<Figure>> {
                 latencies: Vec::new(),
             })
         };
-        let limit_run = baselines::lettre_loop(smtp.port(), &message, sizes.emails);
+        let limit_run =
+            baselines::lettre_loop(smtp.port(), &message, sizes.emails, EMAIL_CONCURRENCY);
         let (service, limit) = if round % 2 == 0 {
             let limit = limit_run.await?;
             (service_run.await?, limit)

@@ -35,6 +35,7 @@ const MESSAGE_ID_HOST: &str = "finteqx.test";
 pub struct SmtpServer {
     port: u16,
     directory: PathBuf,
+    delay: Duration,
     child: Option<Child>,
 }
 
@@ -54,6 +55,11 @@ pub struct Mail {
 impl SmtpServer {
     /// Starts the server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with_delay(Duration::ZERO)
+    }
+
+    /// Starts a slow server: each message is stored and answered `delay` after its data arrived.
+    pub fn start_with_delay(delay: Duration) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -68,6 +74,7 @@ impl SmtpServer {
         let mut server = Self {
             port,
             directory,
+            delay,
             child: None,
         };
         server.spawn();
@@ -85,6 +92,7 @@ impl SmtpServer {
             .arg(script)
             .arg(self.port.to_string())
             .arg(&self.directory)
+            .arg(self.delay.as_secs_f64().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -111,9 +119,22 @@ impl SmtpServer {
         }
     }
 
-    /// Kills the server: connections are refused until [`Self::restart`].
+    /// Takes the server down as for maintenance (SIGTERM: messages being stored are finished and
+    /// answered, later ones refused with 421, then it exits); connections are refused until
+    /// [`Self::restart`]. Killed if it has not exited within five seconds.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -321,10 +342,12 @@ fn config() -> DeliveryConfig {
             display_name: Some("Akkermans FinteQX".into()),
         },
         public_base_url: "https://app.finteqx.test".into(),
-        max_attempts: 5,
+        retry_budget: Duration::from_secs(24 * 3600),
         lease: Duration::from_secs(30),
         backoff_base: Duration::from_millis(10),
-        batch: 50,
+        backoff_cap: Duration::from_millis(200),
+        concurrency: 8,
+        batch: 4,
         poll_interval: Duration::from_secs(1),
     }
 }
@@ -338,6 +361,7 @@ fn smtp_sender(port: u16) -> Arc<dyn EmailSender> {
             credentials: None,
             timeout: Duration::from_secs(5),
             message_id_host: MESSAGE_ID_HOST.to_owned(),
+            connections: 8,
         })
         .unwrap(),
     )
@@ -709,7 +733,11 @@ async fn a_worker_killed_mid_send_loses_its_claim_when_the_lease_expires() {
     assert!(hung.is_ok(), "the send never began");
     let claimed_at = Instant::now();
     drop(doomed);
-    assert_eq!(f.delivery(message_id).await, ("sending".to_owned(), 0));
+    assert_eq!(
+        f.delivery(message_id).await,
+        ("sending".to_owned(), 1),
+        "the attempt counts from the moment its send began"
+    );
 
     let survivor = f.worker(smtp_sender(smtp.port()), short_lease);
     assert_eq!(
@@ -831,5 +859,315 @@ async fn delivery_throughput_to_a_local_smtp_server() {
         rate(worker_elapsed),
         rate(bare_elapsed),
         rate(worker_elapsed) / rate(bare_elapsed)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery by time, leases per send, concurrency (issue 12).
+
+impl Fixture {
+    /// Queues `users × copies` welcome mails: `users` real users (created 8 at a time), then each
+    /// one's queued welcome copied under new message ids, so that a burst costs the test its
+    /// deliveries and not thousands of commands. Every copy is rendered, keyed and sent like the
+    /// original. Returns the message ids of the burst.
+    async fn burst(&self, prefix: &str, users: usize, copies: usize) -> BTreeSet<String> {
+        let before: BTreeSet<String> = self
+            .queued(MessageKind::WelcomeSetPassword)
+            .await
+            .into_keys()
+            .collect();
+        let people: Vec<String> = (0..users)
+            .map(|i| format!("{prefix}{i}@contoso.com"))
+            .collect();
+        futures::stream::iter(&people)
+            .for_each_concurrent(8, |email| async move {
+                self.users(&[(email.as_str(), Locale::Nl)]).await;
+            })
+            .await;
+        self.db.run_projections().await;
+        let originals: Vec<String> = self
+            .queued(MessageKind::WelcomeSetPassword)
+            .await
+            .into_keys()
+            .filter(|id| !before.contains(id))
+            .collect();
+        assert_eq!(originals.len(), users);
+        sqlx::query(
+            "INSERT INTO notification_messages \
+                 (message_id, tenant_id, user_id, channel, kind, data, source_position, created_at) \
+             SELECT m.message_id || ':copy' || n, m.tenant_id, m.user_id, m.channel, m.kind, m.data, \
+                    m.source_position, m.created_at \
+             FROM notification_messages m, generate_series(1, $2) n WHERE m.message_id = ANY($1)",
+        )
+        .bind(&originals)
+        .bind(i32::try_from(copies - 1).unwrap())
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+        let mut burst: BTreeSet<String> = originals.iter().cloned().collect();
+        for original in &originals {
+            burst.extend((1..copies).map(|n| format!("{original}:copy{n}")));
+        }
+        burst
+    }
+
+    /// How many e-mail messages are in `state` (`pending`: no delivery row yet).
+    async fn count_state(&self, state: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM notification_messages m \
+             LEFT JOIN notification_deliveries d ON d.message_id = m.message_id \
+             WHERE m.channel = 'email' AND coalesce(d.state, 'pending') = $1",
+        )
+        .bind(state)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until `count` e-mail messages are sent; panics after `timeout`.
+    async fn wait_until_sent(&self, count: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sent = self.count_state("sent").await;
+            if sent >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sent} of {count} sent after {timeout:?}; dead: {}, retrying: {}",
+                self.count_state("dead").await,
+                self.count_state("retrying").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Asserts that every message of `expected` arrived exactly once, and nothing else.
+fn assert_each_received_once(smtp: &SmtpServer, expected: &BTreeSet<String>) {
+    let counts = received(smtp);
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "{} Message-IDs delivered more than once: {:?}",
+        doubled.len(),
+        doubled.iter().take(10).collect::<Vec<_>>()
+    );
+    let expected: BTreeSet<String> = expected.iter().map(|id| header_id(id)).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} never arrived: {:?}",
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>()
+    );
+    assert_eq!(counts.len(), expected.len(), "no message outside the burst");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_outage_of_two_minutes_during_a_burst_delivers_every_mail_once_and_none_dead() {
+    // Arrange: a running worker with the default 24-hour retry budget and a 10 s back-off cap.
+    // Eight attempts from this base would be spent in about 40 s, well inside the outage.
+    let mut smtp = SmtpServer::start();
+    let f = Fixture::new().await;
+    let mut burst = f.burst("before", 20, 20).await;
+    let config = DeliveryConfig {
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_secs(10),
+        ..config()
+    };
+    let worker = f.worker(smtp_sender(smtp.port()), config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    f.wait_until_sent(50, Duration::from_secs(60)).await;
+
+    // Act: SMTP goes down mid-burst for 120 s; more mail is queued during the outage.
+    smtp.stop();
+    let outage = Instant::now();
+    let sent_before = f.count_state("sent").await;
+    burst.extend(f.burst("during", 10, 20).await);
+    tokio::time::sleep(Duration::from_secs(120).saturating_sub(outage.elapsed())).await;
+    let retrying = f.count_state("retrying").await;
+    let dead_in_outage = f.count_state("dead").await;
+    let max_attempts: i32 = sqlx::query_scalar("SELECT max(attempts) FROM notification_deliveries")
+        .fetch_one(&f.db.pool)
+        .await
+        .unwrap();
+    smtp.restart();
+    let total = i64::try_from(burst.len()).unwrap();
+    f.wait_until_sent(total, Duration::from_secs(60)).await;
+    let _ = stop.send(());
+    running.await.unwrap();
+
+    // Assert
+    eprintln!(
+        "outage: {sent_before} sent before it, {retrying} retrying at its end (up to \
+         {max_attempts} attempts), {total} sent after it"
+    );
+    assert!(sent_before < total, "the outage hit the burst mid-way");
+    assert!(retrying > 0, "messages were retrying during the outage");
+    assert!(
+        max_attempts > 8,
+        "the outage outlasted eight attempts: {max_attempts}"
+    );
+    assert_eq!(dead_in_outage, 0, "none dead during the outage");
+    assert_eq!(f.count_state("dead").await, 0, "none dead");
+    assert_eq!(f.count_state("sent").await, total, "all sent");
+    assert_each_received_once(&smtp, &burst);
+}
+
+#[tokio::test]
+async fn a_message_still_failing_when_its_retry_budget_is_spent_is_dead() {
+    let mut smtp = SmtpServer::start();
+    smtp.stop();
+    let f = Fixture::new().await;
+    f.users(&[("anne@contoso.com", Locale::Nl)]).await;
+    f.db.run_projections().await;
+    let welcomes = f.queued(MessageKind::WelcomeSetPassword).await;
+    let (message_id, _) = welcomes.first_key_value().unwrap();
+    let budget = Duration::from_secs(2);
+    let worker = f.worker(
+        smtp_sender(smtp.port()),
+        DeliveryConfig {
+            retry_budget: budget,
+            ..config()
+        },
+    );
+
+    let started = Instant::now();
+    let mut rounds = DeliveryRound::default();
+    while rounds.dead == 0 {
+        assert!(started.elapsed() < Duration::from_secs(15), "{rounds:?}");
+        let round = worker.deliver_due().await.unwrap();
+        if rounds.retrying == 0 {
+            assert_eq!(round.retrying, 1, "a transient failure is retried first");
+        }
+        rounds.retrying += round.retrying;
+        rounds.dead += round.dead;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert!(
+        started.elapsed() >= budget,
+        "dead only once the budget is spent"
+    );
+    let (state, attempts) = f.delivery(message_id).await;
+    assert_eq!(state, "dead");
+    assert!(
+        attempts > 2,
+        "retried until the budget was spent: {attempts}"
+    );
+    let last_error: String =
+        sqlx::query_scalar("SELECT last_error FROM notification_deliveries WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_one(&f.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        last_error.starts_with("retry budget exhausted"),
+        "{last_error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_on_a_slow_server_with_leases_shorter_than_a_batch_send_no_message_twice() {
+    // Arrange: the server takes 0.4 s per message; each worker claims 10 messages per sender at
+    // a time under a 1 s lease, so a claim's last messages are reached after their lease ran
+    // out, and every send outlives a third of the lease (its renewal period).
+    let smtp = SmtpServer::start_with_delay(Duration::from_millis(400));
+    let f = Fixture::new().await;
+    let burst = f.burst("slow", 10, 12).await;
+    let total = i64::try_from(burst.len()).unwrap();
+    let short_leases = DeliveryConfig {
+        lease: Duration::from_secs(1),
+        concurrency: 2,
+        batch: 10,
+        ..config()
+    };
+
+    // Act: three workers deliver until every message is sent.
+    let workers: Vec<_> = (0..3)
+        .map(|_| Arc::new(f.worker(smtp_sender(smtp.port()), short_leases.clone())))
+        .collect();
+    let pool = f.db.pool.clone();
+    let tasks: Vec<_> = workers
+        .iter()
+        .map(|worker| {
+            let (worker, pool) = (Arc::clone(worker), pool.clone());
+            tokio::spawn(async move {
+                let mut total_round = DeliveryRound::default();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    let round = worker.deliver_due().await.unwrap();
+                    total_round.sent += round.sent;
+                    total_round.retrying += round.retrying;
+                    total_round.dead += round.dead;
+                    total_round.expired += round.expired;
+                    let unsent: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM notification_messages m \
+                         LEFT JOIN notification_deliveries d ON d.message_id = m.message_id \
+                         WHERE coalesce(d.state, 'pending') <> 'sent'",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    if unsent == 0 {
+                        return total_round;
+                    }
+                    assert!(Instant::now() < deadline, "{unsent} unsent after 120 s");
+                    if round.is_idle() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut rounds = Vec::new();
+    for task in tasks {
+        rounds.push(task.await.unwrap());
+    }
+
+    // Assert
+    eprintln!("three workers: {rounds:?}");
+    let sent: usize = rounds.iter().map(|round| round.sent).sum();
+    let expired: usize = rounds.iter().map(|round| round.expired).sum();
+    assert!(
+        expired > 0,
+        "claims outlived their leases, so the renewal before each send was needed"
+    );
+    assert_eq!(rounds.iter().map(|round| round.dead).sum::<usize>(), 0);
+    assert_eq!(f.count_state("sent").await, total);
+    assert_eq!(sent, burst.len(), "each message sent by exactly one send");
+    assert_each_received_once(&smtp, &burst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_five_thousand_mails_drains_at_the_configured_concurrency() {
+    let smtp = SmtpServer::start();
+    let f = Fixture::new().await;
+    let burst = f.burst("burst", 50, 100).await;
+    assert_eq!(burst.len(), 5_000);
+    let config = config();
+    let concurrency = config.concurrency;
+    let worker = f.worker(smtp_sender(smtp.port()), config);
+
+    let started = Instant::now();
+    let delivered = deliver_all(&worker).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(delivered, sent(5_000));
+    assert_each_received_once(&smtp, &burst);
+    #[expect(clippy::cast_precision_loss, reason = "a printed rate")]
+    let rate = burst.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "burst: {} mails delivered in {:.1} s = {rate:.0} mails/s at concurrency {concurrency} \
+         (one worker, {concurrency} SMTP connections, aiosmtpd on 127.0.0.1)",
+        burst.len(),
+        elapsed.as_secs_f64()
     );
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
@@ -225,6 +226,9 @@ pub struct SmtpSettings {
     pub timeout: Duration,
     /// The host part of `Message-ID` headers, such as [`DEFAULT_MESSAGE_ID_HOST`].
     pub message_id_host: String,
+    /// The most connections kept open at once: as many as the delivery worker sends at once, so
+    /// that no send waits for a connection and none is opened only to be closed again.
+    pub connections: u32,
 }
 
 /// Why the SMTP transport could not be built.
@@ -293,8 +297,14 @@ impl SmtpSender {
                 credentials.password.expose_secret().to_owned(),
             ));
         }
+        // lettre offers no TCP_NODELAY on its own connections, so each message's final write
+        // waits for the peer's delayed ACK; concurrent connections hide that wait.
+        let pool = PoolConfig::new().max_size(settings.connections.max(1));
         Ok(Self {
-            transport: builder.timeout(Some(settings.timeout)).build(),
+            transport: builder
+                .timeout(Some(settings.timeout))
+                .pool_config(pool)
+                .build(),
             message_id_host: settings.message_id_host.clone(),
         })
     }
@@ -512,6 +522,7 @@ mod tests {
             credentials: None,
             timeout: Duration::from_secs(2),
             message_id_host: DEFAULT_MESSAGE_ID_HOST.to_owned(),
+            connections: 1,
         })
         .unwrap();
         let error = sender.send(&email("user:abc:9")).await.unwrap_err();
@@ -527,6 +538,7 @@ mod tests {
             credentials: None,
             timeout: Duration::from_secs(1),
             message_id_host: DEFAULT_MESSAGE_ID_HOST.to_owned(),
+            connections: 1,
         };
         assert!(matches!(
             SmtpSender::new(&settings),
@@ -551,6 +563,7 @@ mod tests {
                 }),
                 timeout: Duration::from_secs(10),
                 message_id_host: DEFAULT_MESSAGE_ID_HOST.to_owned(),
+                connections: 8,
             };
             let sender = SmtpSender::new(&settings).unwrap();
             assert!(!format!("{sender:?}").contains("secret"));

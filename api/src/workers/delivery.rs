@@ -1,22 +1,30 @@
 //! The e-mail delivery worker: claims due messages of the notification queue by lease, renders
-//! them in the recipient's language, sends them, and records the outcome (sent, retrying with
-//! exponential back-off and jitter, or dead after a bounded number of attempts).
+//! them in the recipient's language, sends them over several connections at once, and records
+//! the outcome: sent; retrying after a capped, fully jittered exponential back-off; or dead, after
+//! a permanent refusal or once the message's retry budget (a duration from its first attempt,
+//! 24 hours by default) is spent.
 //!
-//! Several workers and service instances may run at once: a claim locks the message rows with
-//! `FOR UPDATE SKIP LOCKED` for a moment and leaves a lease; nothing is held while sending.
+//! Several workers and service instances may run at once. A claim locks the message rows with
+//! `FOR UPDATE SKIP LOCKED` for a moment and leaves a lease on each message; nothing is held while
+//! sending. Each message's lease is renewed immediately before its send begins, and only while
+//! the claim still owns it and its lease has not run out, so no send starts on a claim that
+//! expired (another worker may have taken the message over). While a send runs, the lease is
+//! renewed every third of its length, so a slow server does not hand the message to a second
+//! worker. Only the claim that owns a message records its outcome.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
+use rand::Rng as _;
 use serde_json::Value;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use domain::ids::{PasswordTokenId, UserId};
 use domain::values::{DisplayName, EmailAddress, Locale, Personal};
+use projections::background::{Backoff, LoopHealth, Wakeup, cause_chain};
 use projections::notification_queue::MessageKind;
 
 use crate::application::Commands;
@@ -32,13 +40,19 @@ pub struct DeliveryConfig {
     pub from: EmailParty,
     /// Where set-password links point (`{public_base_url}/password?token=…`).
     pub public_base_url: String,
-    /// Attempts before a message is dead.
-    pub max_attempts: i32,
-    /// How long a claim lasts; a worker that dies mid-send loses its claim after this.
+    /// How long a message is retried, from its first attempt; a transient failure after that
+    /// makes it dead. The last retry is scheduled at the budget's end at the latest.
+    pub retry_budget: Duration,
+    /// How long a claim on a message lasts unless renewed; a worker that dies mid-send loses its
+    /// claim after this.
     pub lease: Duration,
-    /// The first retry delay; doubled per attempt (with full jitter), capped at an hour.
+    /// The ceiling of the first retry delay; doubled per attempt, with full jitter.
     pub backoff_base: Duration,
-    /// Messages per claim.
+    /// The largest retry delay.
+    pub backoff_cap: Duration,
+    /// Sends at once (each on its own SMTP connection).
+    pub concurrency: usize,
+    /// Messages one sender claims at a time; each is still renewed just before its own send.
     pub batch: i64,
     /// How long to sleep when no notification wakes the worker.
     pub poll_interval: Duration,
@@ -53,6 +67,32 @@ pub struct DeliveryRound {
     pub retrying: usize,
     /// Messages given up on.
     pub dead: usize,
+    /// Claimed messages whose lease ran out before their send could begin; the next claim
+    /// takes them.
+    pub expired: usize,
+}
+
+impl DeliveryRound {
+    /// Whether the round handled any message at all.
+    pub const fn is_idle(&self) -> bool {
+        self.sent + self.retrying + self.dead + self.expired == 0
+    }
+
+    fn add(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.retrying += other.retrying;
+        self.dead += other.dead;
+        self.expired += other.expired;
+    }
+
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Sent => self.sent += 1,
+            Outcome::Retrying => self.retrying += 1,
+            Outcome::Dead => self.dead += 1,
+            Outcome::Expired => self.expired += 1,
+        }
+    }
 }
 
 /// Why a round could not run.
@@ -79,6 +119,7 @@ struct Claimed {
     user_id: Uuid,
     kind: String,
     data: Value,
+    /// Attempts before this one.
     attempts: i32,
 }
 
@@ -87,6 +128,41 @@ enum Failure {
     Retry(String),
     Dead(String),
 }
+
+impl From<SendError> for Failure {
+    fn from(error: SendError) -> Self {
+        match &error {
+            SendError::Transient(_) => Self::Retry(cause_chain(&error)),
+            SendError::Permanent(_) => Self::Dead(cause_chain(&error)),
+        }
+    }
+}
+
+/// What became of one claimed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    Retrying,
+    Dead,
+    Expired,
+}
+
+/// A claimed message's outcome, as recorded.
+struct Record<'a> {
+    sent: bool,
+    permanent: bool,
+    /// Whether the attempt was already counted when its send began.
+    began: bool,
+    error: Option<&'a str>,
+    retry_in: Duration,
+}
+
+/// Which messages a claim may take: new ones, those whose retry is due by `$4` (the round's
+/// start, so a message failed in this round waits for the next), and those whose worker's lease
+/// ran out.
+const DUE: &str = "d.message_id IS NULL \
+    OR (d.state IN ('pending', 'retrying') AND coalesce(d.next_attempt_at, '-infinity') <= $4) \
+    OR (d.state = 'sending' AND d.lease_until < now())";
 
 impl DeliveryWorker {
     /// A worker on `pool` sending with `sender`.
@@ -104,153 +180,302 @@ impl DeliveryWorker {
         }
     }
 
-    /// Claims the due messages and delivers them.
+    /// Delivers every message due now, `concurrency` at a time, until none is left; messages
+    /// that fail in this round wait for a later one.
     ///
     /// # Errors
     /// [`DeliveryError::Database`] when claiming or recording fails.
     pub async fn deliver_due(&self) -> Result<DeliveryRound, DeliveryError> {
-        let (claim_id, claimed) = self.claim().await?;
-        let mut round = DeliveryRound::default();
-        for message in claimed {
-            let outcome = if message.attempts >= self.config.max_attempts {
-                Err(Failure::Dead(
-                    "every attempt's worker stopped before it finished".to_owned(),
-                ))
-            } else {
-                self.deliver(&message).await
-            };
-            match outcome {
-                Ok(()) => {
-                    self.record(claim_id, &message.message_id, "sent", None, None)
-                        .await?;
-                    round.sent += 1;
-                }
-                Err(Failure::Retry(reason)) if message.attempts + 1 < self.config.max_attempts => {
-                    let next = Utc::now() + backoff(self.config.backoff_base, message.attempts + 1);
-                    self.record(
-                        claim_id,
-                        &message.message_id,
-                        "retrying",
-                        Some(&reason),
-                        Some(next),
-                    )
-                    .await?;
-                    round.retrying += 1;
-                }
-                Err(Failure::Retry(reason) | Failure::Dead(reason)) => {
-                    tracing::warn!(email.message_id = %message.message_id, reason = %reason, "message is dead");
-                    self.record(claim_id, &message.message_id, "dead", Some(&reason), None)
-                        .await?;
-                    round.dead += 1;
-                }
-            }
-        }
-        Ok(round)
+        self.deliver_round(&AtomicBool::new(false)).await
     }
 
     /// Delivers until `shutdown` completes, woken by queued messages or every poll interval.
+    /// On a database failure it waits with back-off and logs only when it goes down and when it
+    /// recovers. At shutdown it claims nothing more and finishes the sends under way.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut listener) => listener
-                .listen(QUEUED_CHANNEL)
-                .await
-                .ok()
-                .map(|()| listener),
-            Err(_) => None,
-        };
+        let mut health = LoopHealth::new("e-mail delivery");
+        let mut wakeup = Wakeup::new(self.pool.clone(), QUEUED_CHANNEL);
+        let stop = AtomicBool::new(false);
         tokio::pin!(shutdown);
         loop {
-            loop {
-                match self.deliver_due().await {
-                    Ok(round) if round.sent + round.retrying + round.dead > 0 => {}
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(error.message = %error, error.cause_chain = ?error, "delivery round failed");
-                        break;
-                    }
-                }
-            }
-            let wake = async {
-                match listener.as_mut() {
-                    Some(listener) => {
-                        let _ =
-                            tokio::time::timeout(self.config.poll_interval, listener.recv()).await;
-                    }
-                    None => tokio::time::sleep(self.config.poll_interval).await,
+            let round = self.deliver_round(&stop);
+            tokio::pin!(round);
+            let result = tokio::select! {
+                result = &mut round => result,
+                () = &mut shutdown => {
+                    stop.store(true, Ordering::Relaxed);
+                    // A send cut off midway may be delivered anyway: let it finish and record.
+                    let _ = round.await;
+                    return;
                 }
             };
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = wake => {}
+            match result {
+                Ok(round) => {
+                    health.succeeded();
+                    if round.is_idle() {
+                        tokio::select! {
+                            () = &mut shutdown => return,
+                            () = wakeup.wait(self.config.poll_interval) => {}
+                        }
+                    }
+                }
+                Err(error) => {
+                    let wait = health.failed(&error);
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
             }
         }
     }
 
-    /// Claims due messages under a fresh claim id. A message whose previous claim expired (its
-    /// worker died mid-send) counts that claim as an attempt.
-    async fn claim(&self) -> Result<(Uuid, Vec<Claimed>), sqlx::Error> {
+    /// One round: a first claim; if it came back full, `concurrency` senders claim and send in
+    /// parallel until nothing due is left or `stop` is set.
+    async fn deliver_round(&self, stop: &AtomicBool) -> Result<DeliveryRound, DeliveryError> {
+        let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?;
+        let first = self.claim(started).await?;
+        if first.1.is_empty() {
+            return Ok(DeliveryRound::default());
+        }
+        let more = i64::try_from(first.1.len()).unwrap_or(i64::MAX) >= self.config.batch;
+        let others = if more {
+            self.config.concurrency.max(1) - 1
+        } else {
+            0
+        };
+        let senders = std::iter::once(self.sender_lane(started, Some(first), stop))
+            .chain((0..others).map(|_| self.sender_lane(started, None, stop)));
+        let mut round = DeliveryRound::default();
+        let mut failed = None;
+        // Every lane runs to its end even if one fails, so no send is cut off midway.
+        for result in futures::future::join_all(senders).await {
+            match result {
+                Ok(lane) => round.add(lane),
+                Err(error) => failed = failed.or(Some(error)),
+            }
+        }
+        match failed {
+            Some(error) => Err(error.into()),
+            None => Ok(round),
+        }
+    }
+
+    /// One sender: sends its claimed messages one after the other, claiming more until nothing
+    /// due is left.
+    async fn sender_lane(
+        &self,
+        started: DateTime<Utc>,
+        mut claimed: Option<(Uuid, Vec<Claimed>)>,
+        stop: &AtomicBool,
+    ) -> Result<DeliveryRound, sqlx::Error> {
+        let mut round = DeliveryRound::default();
+        loop {
+            let (claim_id, messages) = match claimed.take() {
+                Some(claim) => claim,
+                None if stop.load(Ordering::Relaxed) => return Ok(round),
+                None => self.claim(started).await?,
+            };
+            if messages.is_empty() {
+                return Ok(round);
+            }
+            for message in &messages {
+                round.count(self.process(claim_id, message).await?);
+            }
+        }
+    }
+
+    /// Claims up to `batch` due messages under a fresh claim id, each with its own lease.
+    async fn claim(&self, started: DateTime<Utc>) -> Result<(Uuid, Vec<Claimed>), sqlx::Error> {
         let claim_id = Uuid::now_v7();
-        let lease = format!("{} milliseconds", self.config.lease.as_millis());
-        let due = "d.message_id IS NULL \
-                   OR (d.state IN ('pending', 'retrying') AND coalesce(d.next_attempt_at, now()) <= now()) \
-                   OR (d.state = 'sending' AND d.lease_until < now())";
         let claimed = sqlx::query_as(&format!(
             "WITH due AS ( \
                  SELECT m.message_id FROM notification_messages m \
                  LEFT JOIN notification_deliveries d ON d.message_id = m.message_id \
-                 WHERE m.channel = 'email' AND ({due}) \
+                 WHERE m.channel = 'email' AND ({DUE}) \
                  ORDER BY m.created_at, m.message_id LIMIT $1 FOR UPDATE OF m SKIP LOCKED), \
              claimed AS ( \
-                 INSERT INTO notification_deliveries AS d (message_id, state, attempts, lease_until, claim_id) \
-                 SELECT message_id, 'sending', 0, now() + $2::interval, $3 FROM due \
-                 ON CONFLICT (message_id) DO UPDATE SET state = 'sending', lease_until = EXCLUDED.lease_until, \
-                     claim_id = EXCLUDED.claim_id, \
-                     attempts = d.attempts + CASE WHEN d.state = 'sending' THEN 1 ELSE 0 END \
-                 WHERE {due} \
+                 INSERT INTO notification_deliveries AS d \
+                     (message_id, state, attempts, lease_until, claim_id, first_attempt_at) \
+                 SELECT message_id, 'sending', 0, now() + make_interval(secs => $2), $3, now() FROM due \
+                 ON CONFLICT (message_id) DO UPDATE SET state = 'sending', \
+                     lease_until = EXCLUDED.lease_until, claim_id = EXCLUDED.claim_id, \
+                     first_attempt_at = CASE WHEN d.state = 'pending' THEN now() ELSE d.first_attempt_at END \
+                 WHERE {DUE} \
                  RETURNING message_id, attempts) \
              SELECT m.message_id, m.tenant_id, m.user_id, m.kind, m.data, c.attempts \
-             FROM claimed c JOIN notification_messages m ON m.message_id = c.message_id"
+             FROM claimed c JOIN notification_messages m ON m.message_id = c.message_id \
+             ORDER BY m.created_at, m.message_id"
         ))
-        .bind(self.config.batch)
-        .bind(lease)
+        .bind(self.config.batch.max(1))
+        .bind(self.config.lease.as_secs_f64())
         .bind(claim_id)
+        .bind(started)
         .fetch_all(&self.pool)
         .await?;
         Ok((claim_id, claimed))
     }
 
+    /// Renders, sends and records one claimed message.
+    async fn process(&self, claim_id: Uuid, message: &Claimed) -> Result<Outcome, sqlx::Error> {
+        let id = message.message_id.as_str();
+        let (failure, began) = match self.compose(message).await {
+            Err(failure) => (failure, false),
+            Ok(email) => {
+                if !self.begin_send(claim_id, id).await? {
+                    tracing::debug!(email.message_id = %id, "claim expired before the send began; left to the next claim");
+                    return Ok(Outcome::Expired);
+                }
+                match self.send_renewing(claim_id, &email).await {
+                    Ok(()) => {
+                        let sent = Record {
+                            sent: true,
+                            permanent: false,
+                            began: true,
+                            error: None,
+                            retry_in: Duration::ZERO,
+                        };
+                        if self.record(claim_id, id, &sent).await?.is_none() {
+                            tracing::warn!(email.message_id = %id, "sent after another worker took the message over; it may arrive twice");
+                        }
+                        return Ok(Outcome::Sent);
+                    }
+                    Err(failure) => (failure, true),
+                }
+            }
+        };
+        let (permanent, reason) = match failure {
+            Failure::Retry(reason) => (false, reason),
+            Failure::Dead(reason) => (true, reason),
+        };
+        let failed = Record {
+            sent: false,
+            permanent,
+            began,
+            error: Some(&reason),
+            retry_in: self.retry_delay(message.attempts.saturating_add(1)),
+        };
+        let outcome = self.record(claim_id, id, &failed).await?;
+        if outcome == Some(Outcome::Dead) {
+            tracing::warn!(email.message_id = %id, reason = %reason, permanent, "message is dead");
+        }
+        Ok(outcome.unwrap_or(Outcome::Expired))
+    }
+
+    /// The wait before the next try after `attempt` attempts: full jitter up to
+    /// `backoff_base × 2^(attempt−1)`, at most `backoff_cap`.
+    fn retry_delay(&self, attempt: i32) -> Duration {
+        let ceiling = Backoff::new(self.config.backoff_base, self.config.backoff_cap)
+            .ceiling(u32::try_from(attempt).unwrap_or(1));
+        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=ceiling_ms))
+    }
+
+    /// Renews the message's lease for a send about to begin, and counts the attempt, only if
+    /// this claim still owns it and its lease has not run out. `false`: the send must not begin.
+    async fn begin_send(&self, claim_id: Uuid, message_id: &str) -> Result<bool, sqlx::Error> {
+        let renewed = sqlx::query(
+            "UPDATE notification_deliveries \
+             SET lease_until = now() + make_interval(secs => $3), attempts = attempts + 1 \
+             WHERE message_id = $1 AND claim_id = $2 AND state = 'sending' AND lease_until > now()",
+        )
+        .bind(message_id)
+        .bind(claim_id)
+        .bind(self.config.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Sends, renewing the lease every third of its length while the send runs. A send is never
+    /// cut off: lettre would return the connection to its pool mid-conversation, and a message
+    /// cut off after its final dot may have been delivered anyway.
+    async fn send_renewing(&self, claim_id: Uuid, email: &OutgoingEmail) -> Result<(), Failure> {
+        let send = self.sender.send(email);
+        tokio::pin!(send);
+        let period = (self.config.lease / 3).max(Duration::from_millis(100));
+        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                result = &mut send => return result.map_err(Failure::from),
+                _ = renewals.tick() => {
+                    let renewed = sqlx::query(
+                        "UPDATE notification_deliveries SET lease_until = now() + make_interval(secs => $3) \
+                         WHERE message_id = $1 AND claim_id = $2 AND state = 'sending'",
+                    )
+                    .bind(&email.message_id)
+                    .bind(claim_id)
+                    .bind(self.config.lease.as_secs_f64())
+                    .execute(&self.pool)
+                    .await;
+                    if !matches!(renewed, Ok(done) if done.rows_affected() == 1) {
+                        tracing::warn!(email.message_id = %email.message_id, "could not renew the lease of a send under way");
+                    }
+                }
+            }
+        }
+    }
+
     /// Records an outcome, if `claim_id` still owns the message (a worker whose lease expired
-    /// must not overwrite the outcome of the claim that replaced it).
+    /// must not overwrite the outcome of the claim that replaced it); `None` if it does not. A
+    /// transient failure once the retry budget is spent makes the message dead; otherwise the
+    /// next try is due after `retry_in`, and no later than the budget's end. A failed write is
+    /// tried again for up to half a lease, since a send already made would otherwise be made
+    /// again once the lease runs out.
     async fn record(
         &self,
         claim_id: Uuid,
         message_id: &str,
-        state: &str,
-        error: Option<&str>,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE notification_deliveries SET state = $2, attempts = attempts + 1, last_error = $3, \
-             next_attempt_at = $4, lease_until = NULL, claim_id = NULL, \
-             sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END \
-             WHERE message_id = $1 AND claim_id = $5",
-        )
-        .bind(message_id)
-        .bind(state)
-        .bind(error)
-        .bind(next)
-        .bind(claim_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn deliver(&self, message: &Claimed) -> Result<(), Failure> {
-        let email = self.compose(message).await?;
-        match self.sender.send(&email).await {
-            Ok(()) => Ok(()),
-            Err(SendError::Transient(cause)) => Err(Failure::Retry(with_causes(&cause))),
-            Err(SendError::Permanent(cause)) => Err(Failure::Dead(with_causes(&cause))),
+        record: &Record<'_>,
+    ) -> Result<Option<Outcome>, sqlx::Error> {
+        let give_up = tokio::time::Instant::now() + self.config.lease / 2;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            let written: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+                "WITH budget AS (SELECT make_interval(secs => $7) AS length) \
+                 UPDATE notification_deliveries SET \
+                     state = CASE WHEN $2 THEN 'sent' \
+                                  WHEN $3 OR now() >= first_attempt_at + budget.length THEN 'dead' \
+                                  ELSE 'retrying' END, \
+                     attempts = attempts + CASE WHEN $4 THEN 0 ELSE 1 END, \
+                     last_error = CASE WHEN NOT $2 AND NOT $3 AND now() >= first_attempt_at + budget.length \
+                                       THEN 'retry budget exhausted; last error: ' || $5 ELSE $5 END, \
+                     next_attempt_at = CASE WHEN $2 OR $3 OR now() >= first_attempt_at + budget.length THEN NULL \
+                                       ELSE least(now() + make_interval(secs => $8), first_attempt_at + budget.length) END, \
+                     lease_until = NULL, claim_id = NULL, \
+                     sent_at = CASE WHEN $2 THEN now() ELSE sent_at END \
+                 FROM budget \
+                 WHERE message_id = $1 AND claim_id = $6 \
+                 RETURNING state",
+            )
+            .bind(message_id)
+            .bind(record.sent)
+            .bind(record.permanent)
+            .bind(record.began)
+            .bind(record.error)
+            .bind(claim_id)
+            .bind(self.config.retry_budget.as_secs_f64())
+            .bind(record.retry_in.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await;
+            match written {
+                Ok(state) => {
+                    return Ok(state.map(|state| match state.as_str() {
+                        "sent" => Outcome::Sent,
+                        "dead" => Outcome::Dead,
+                        _ => Outcome::Retrying,
+                    }));
+                }
+                Err(error) => {
+                    let wait = backoff.next_wait();
+                    if tokio::time::Instant::now() + wait >= give_up {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
     }
 
@@ -331,34 +556,6 @@ impl DeliveryWorker {
     }
 }
 
-/// An error and its causes on one line, as support sees it (`smtp delivery failed: 550 …`).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Full-jitter exponential back-off: a random delay up to base × 2^(attempt−1), at most an hour.
-fn backoff(base: Duration, attempt: i32) -> chrono::Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1))
-        .unwrap_or(0)
-        .min(20);
-    let ceiling = base
-        .saturating_mul(1 << exponent)
-        .min(Duration::from_secs(3600));
-    let millis = u64::try_from(ceiling.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    chrono::Duration::milliseconds(
-        i64::try_from(rand::rng().random_range(0..=millis)).unwrap_or(i64::MAX),
-    )
-}
-
 /// The sender and worker configuration the settings choose.
 ///
 /// # Errors
@@ -400,6 +597,7 @@ pub fn from_settings(
             credentials,
             timeout: Duration::from_millis(settings.smtp_timeout_ms),
             message_id_host: settings.message_id_host.clone(),
+            connections: settings.concurrency,
         })?)
     };
     let config = DeliveryConfig {
@@ -408,10 +606,13 @@ pub fn from_settings(
             display_name: Some(settings.from_name.clone()),
         },
         public_base_url: settings.public_base_url.clone(),
-        max_attempts: settings.max_attempts,
+        retry_budget: Duration::from_secs(settings.retry_budget_seconds),
         lease: Duration::from_secs(settings.lease_seconds),
         backoff_base: Duration::from_millis(settings.backoff_base_ms),
-        batch: 50,
+        backoff_cap: Duration::from_secs(settings.backoff_cap_seconds),
+        concurrency: usize::try_from(settings.concurrency).unwrap_or(1).max(1),
+        // Small claims keep a claimed message's wait for its sender short.
+        batch: 4,
         poll_interval: Duration::from_secs(1),
     };
     Ok((sender, config))
