@@ -16,6 +16,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use serde_json::Value;
 use sqlx::{Connection as _, PgConnection, PgPool, Row as _};
 
+use projections::position::TxId;
+
 use crate::load::{Run, Until, closed_loop};
 
 /// A realistic event payload (performance.md §10.1, 423 bytes).
@@ -188,7 +190,7 @@ pub async fn cursor_read(url: &str) -> anyhow::Result<(usize, Duration)> {
     sqlx::query(
         "DECLARE replay NO SCROLL CURSOR FOR \
          SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
-                global_position, tx_id::text AS tx_id, recorded_at \
+                global_position, tx_id, recorded_at \
          FROM events ORDER BY tx_id, global_position",
     )
     .execute(&mut *transaction)
@@ -204,6 +206,7 @@ pub async fn cursor_read(url: &str) -> anyhow::Result<(usize, Duration)> {
         for row in &rows {
             let _: &str = row.try_get("aggregate_id")?;
             let _: i64 = row.try_get("sequence")?;
+            let _: TxId = row.try_get("tx_id")?;
             let payload: Value = row.try_get("payload")?;
             let metadata: Value = row.try_get("metadata")?;
             anyhow::ensure!(payload.is_object() && metadata.is_object(), "bad row");

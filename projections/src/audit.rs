@@ -16,7 +16,6 @@ use cqrs_es::Aggregate;
 use futures::TryStreamExt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -26,6 +25,7 @@ use domain::user::User;
 
 use crate::chain::{Digest, Scope};
 use crate::log_chain::{ChainError, checkpoints_of};
+use crate::position::TxId;
 use crate::verify::{EXPORT_FORMAT, ExportEnd, ExportHeader, ExportLine, ExportedEvent};
 
 /// The largest page an auditor may ask for.
@@ -333,7 +333,7 @@ where
         // e-mail or domain claim stream that moved between tenants.
         let sql = match scope {
             Scope::WholeLog => {
-                "SELECT e.global_position, e.tx_id::text AS tx_id, e.aggregate_type, e.aggregate_id, \
+                "SELECT e.global_position, e.tx_id, e.aggregate_type, e.aggregate_id, \
                         e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
                         e.recorded_at, e.hash, NULL::bytea AS foreign_predecessor_hash \
                  FROM events e \
@@ -341,7 +341,7 @@ where
                  ORDER BY e.tx_id, e.global_position"
             }
             Scope::Tenant(_) => {
-                "SELECT e.global_position, e.tx_id::text AS tx_id, e.aggregate_type, e.aggregate_id, \
+                "SELECT e.global_position, e.tx_id, e.aggregate_type, e.aggregate_id, \
                         e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
                         e.recorded_at, e.hash, \
                         (SELECT p.hash FROM events p \
@@ -482,17 +482,16 @@ fn history_sql(
         return Err(AuditError::ReversedTimeRange);
     }
     let mut sql = QueryBuilder::new(
-        "SELECT global_position, tx_id::text AS tx_id, aggregate_type, aggregate_id, sequence, \
+        "SELECT global_position, tx_id, aggregate_type, aggregate_id, sequence, \
                 event_type, event_version, payload, metadata, recorded_at, hash \
          FROM events \
          WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) AND tenant_id = ",
     );
     sql.push_bind(tenant_id.as_uuid());
     if let Some(cursor) = after {
-        // sqlx has no xid8 codec: the transaction id travels as text.
-        sql.push(" AND (tx_id, global_position) > (CAST(")
-            .push_bind(cursor.tx_id.to_string())
-            .push(" AS xid8), ")
+        sql.push(" AND (tx_id, global_position) > (")
+            .push_bind(TxId(cursor.tx_id))
+            .push(", ")
             .push_bind(cursor.global_position)
             .push(")");
     }
@@ -518,7 +517,7 @@ fn history_sql(
 #[derive(sqlx::FromRow)]
 struct EventRow {
     global_position: i64,
-    tx_id: TxIdText,
+    tx_id: TxId,
     aggregate_type: String,
     aggregate_id: String,
     sequence: i64,
@@ -554,20 +553,4 @@ struct VerifiableRow {
     #[sqlx(flatten)]
     event: EventRow,
     foreign_predecessor_hash: Option<Digest>,
-}
-
-/// A transaction id selected as `tx_id::text`, since sqlx has no `xid8` codec.
-struct TxIdText(u64);
-
-impl sqlx::Type<Postgres> for TxIdText {
-    fn type_info() -> PgTypeInfo {
-        <String as sqlx::Type<Postgres>>::type_info()
-    }
-}
-
-impl<'r> sqlx::Decode<'r, Postgres> for TxIdText {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let text = <&str as sqlx::Decode<'r, Postgres>>::decode(value)?;
-        Ok(Self(text.parse()?))
-    }
 }

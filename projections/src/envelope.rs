@@ -14,16 +14,9 @@ use domain::tenant::{Tenant, TenantEvent};
 use domain::user::{User, UserEvent};
 
 use crate::chain::Digest;
+use crate::position::TxId;
 
-/// A position in the commit-safe order of the log (ADR-0006): the writing transaction, then the
-/// global position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
-pub struct LogPosition {
-    /// The writing transaction's id (`xid8`).
-    pub tx_id: u64,
-    /// The event's global position.
-    pub position: i64,
-}
+pub use crate::position::LogPosition;
 
 /// One event of the log, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,9 +63,6 @@ pub enum DecodeError {
     /// The payload does not match the event type.
     #[error("undecodable payload")]
     Payload(#[from] serde_json::Error),
-    /// The transaction id is not a number.
-    #[error("malformed transaction id {0}")]
-    TransactionId(String),
     /// The stored hash is not 32 bytes.
     #[error("malformed event hash")]
     Hash,
@@ -83,8 +73,8 @@ pub enum DecodeError {
 pub struct EventRow {
     /// `global_position`.
     pub global_position: i64,
-    /// `tx_id::text`.
-    pub tx_id: String,
+    /// `tx_id`, decoded from `xid8`.
+    pub tx_id: TxId,
     /// `aggregate_type`.
     pub aggregate_type: String,
     /// `aggregate_id`.
@@ -102,7 +92,7 @@ pub struct EventRow {
 }
 
 /// The columns [`EventRow`] reads, for `SELECT {EVENT_COLUMNS} FROM events`.
-pub const EVENT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, aggregate_type, aggregate_id, sequence, payload, recorded_at, tenant_id, hash";
+pub const EVENT_COLUMNS: &str = "global_position, tx_id, aggregate_type, aggregate_id, sequence, payload, recorded_at, tenant_id, hash";
 
 impl EventRow {
     /// Decodes the row.
@@ -110,15 +100,11 @@ impl EventRow {
     /// # Errors
     /// [`DecodeError`] when the type is unknown or the payload does not fit it.
     pub fn decode(self) -> Result<Envelope, DecodeError> {
-        let tx_id = self
-            .tx_id
-            .parse()
-            .map_err(|_| DecodeError::TransactionId(self.tx_id.clone()))?;
         let hash = Digest::from_slice(&self.hash).ok_or(DecodeError::Hash)?;
         let event = decode_payload(&self.aggregate_type, self.payload)?;
         Ok(Envelope {
             at: LogPosition {
-                tx_id,
+                tx_id: self.tx_id.0,
                 position: self.global_position,
             },
             aggregate_type: self.aggregate_type,

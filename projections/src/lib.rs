@@ -3,11 +3,13 @@
 //! auditors' reads of the log itself. Talks only to PostgreSQL.
 
 pub mod audit;
+pub mod background;
 pub mod chain;
 pub mod envelope;
 pub mod log_chain;
 pub mod login_page;
 pub mod notification_queue;
+pub mod position;
 pub mod rebuild;
 pub mod runner;
 pub mod settings_screen;

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::chain::{Checkpoint, Digest, Scope, SignedCheckpoint};
 use crate::envelope::Envelope;
+use crate::position::TxId;
 use crate::runner::Projector;
 
 /// The running-hash projector.
@@ -50,14 +51,14 @@ impl Projector for LogChain {
     async fn write(connection: &mut PgConnection, change: Fold) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO log_chain (scope, last_position, last_tx, events, running_hash) \
-             VALUES ($1, $2, $3::text::xid8, 1, sha256(event_genesis_hash() || $4)) \
+             VALUES ($1, $2, $3, 1, sha256(event_genesis_hash() || $4)) \
              ON CONFLICT (scope) DO UPDATE SET last_position = EXCLUDED.last_position, \
                  last_tx = EXCLUDED.last_tx, events = log_chain.events + 1, \
                  running_hash = sha256(log_chain.running_hash || $4)",
         )
         .bind(change.scope.to_string())
         .bind(change.position)
-        .bind(change.tx_id.to_string())
+        .bind(TxId(change.tx_id))
         .bind(change.hash.as_bytes().as_slice())
         .execute(connection)
         .await?;
@@ -86,7 +87,7 @@ pub enum ChainError {
 struct ChainRow {
     scope: String,
     last_position: i64,
-    last_tx: String,
+    last_tx: TxId,
     events: i64,
     running_hash: Vec<u8>,
 }
@@ -101,7 +102,7 @@ pub async fn unsigned_checkpoints(
     signed_at: DateTime<Utc>,
 ) -> Result<Vec<Checkpoint>, ChainError> {
     let rows: Vec<ChainRow> = sqlx::query_as(
-        "SELECT c.scope, c.last_position, c.last_tx::text AS last_tx, c.events, c.running_hash \
+        "SELECT c.scope, c.last_position, c.last_tx, c.events, c.running_hash \
          FROM log_chain c \
          WHERE NOT EXISTS (SELECT 1 FROM log_checkpoints k \
                            WHERE k.scope = c.scope AND k.position = c.last_position AND k.key_id = $1) \
@@ -119,7 +120,7 @@ pub async fn unsigned_checkpoints(
             Ok(Checkpoint {
                 scope: row.scope.parse().map_err(|_| malformed())?,
                 position: row.last_position,
-                tx_id: row.last_tx.parse().map_err(|_| malformed())?,
+                tx_id: row.last_tx.0,
                 events: row.events,
                 running_hash: Digest::from_slice(&row.running_hash).ok_or_else(malformed)?,
                 signed_at,
@@ -144,12 +145,12 @@ pub async fn store_checkpoints(
         stored += sqlx::query(
             "INSERT INTO log_checkpoints \
                  (scope, position, tx_id, events, running_hash, signed_at, key_id, signature) \
-             VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7, $8) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (scope, position, key_id) DO NOTHING",
         )
         .bind(checkpoint.scope.to_string())
         .bind(checkpoint.position)
-        .bind(checkpoint.tx_id.to_string())
+        .bind(TxId(checkpoint.tx_id))
         .bind(checkpoint.events)
         .bind(checkpoint.running_hash.as_bytes().as_slice())
         .bind(checkpoint.signed_at)
@@ -167,7 +168,7 @@ pub async fn store_checkpoints(
 struct CheckpointRow {
     scope: String,
     position: i64,
-    tx_id: String,
+    tx_id: TxId,
     events: i64,
     running_hash: Vec<u8>,
     signed_at: DateTime<Utc>,
@@ -185,7 +186,7 @@ pub async fn checkpoints_of(
     scope: Scope,
 ) -> Result<Vec<SignedCheckpoint>, ChainError> {
     let rows: Vec<CheckpointRow> = sqlx::query_as(
-        "SELECT scope, position, tx_id::text AS tx_id, events, running_hash, signed_at, key_id, signature \
+        "SELECT scope, position, tx_id, events, running_hash, signed_at, key_id, signature \
          FROM log_checkpoints WHERE scope = $1 ORDER BY tx_id, position, key_id",
     )
     .bind(scope.to_string())
@@ -201,7 +202,7 @@ pub async fn checkpoints_of(
                 checkpoint: Checkpoint {
                     scope: row.scope.parse().map_err(|_| malformed())?,
                     position: row.position,
-                    tx_id: row.tx_id.parse().map_err(|_| malformed())?,
+                    tx_id: row.tx_id.0,
                     events: row.events,
                     running_hash: Digest::from_slice(&row.running_hash).ok_or_else(malformed)?,
                     signed_at: row.signed_at,

@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::envelope::LogPosition;
+use crate::position::TxId;
 use crate::runner::{
     BatchOutcome, ProjectionError, Projector, Target, catch_up_on, run_batch_into,
 };
@@ -138,15 +139,15 @@ async fn fill_scratch<P: Projector>(
 async fn lock_live<P: Projector>(
     connection: &mut PgConnection,
 ) -> Result<LogPosition, ProjectionError> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT last_tx::text, last_position FROM public.projector_checkpoints WHERE name = $1 FOR UPDATE")
+    let row: Option<(TxId, i64)> =
+        sqlx::query_as("SELECT last_tx, last_position FROM public.projector_checkpoints WHERE name = $1 FOR UPDATE")
             .bind(P::NAME)
             .fetch_optional(&mut *connection)
             .await?;
     let (tx, position) =
         row.ok_or_else(|| ProjectionError::UnknownProjector(P::NAME.to_owned()))?;
     Ok(LogPosition {
-        tx_id: tx.parse().unwrap_or_default(),
+        tx_id: tx.0,
         position,
     })
 }

@@ -9,10 +9,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 
+use crate::background::{LoopHealth, Wakeup};
 use crate::envelope::{EVENT_COLUMNS, Envelope, EventRow, LogPosition};
+use crate::position::TxId;
 
 /// A read model built from the log.
 pub trait Projector: Send + Sync + 'static {
@@ -246,8 +247,8 @@ async fn apply_batch<P: Projector>(
     // Look before locking: the lock takes a transaction id, and an open transaction id holds
     // every projector's commit-safe horizon back (ADR-0006), so a runner with nothing to do must
     // not take one.
-    let checkpoint: Option<(String, i64, Option<String>)> = sqlx::query_as(
-        "SELECT last_tx::text, last_position, stop_reason FROM public.projector_checkpoints \
+    let checkpoint: Option<(TxId, i64, Option<String>)> = sqlx::query_as(
+        "SELECT last_tx, last_position, stop_reason FROM public.projector_checkpoints \
          WHERE name = $1",
     )
     .bind(&target.checkpoint)
@@ -259,12 +260,12 @@ async fn apply_batch<P: Projector>(
     if let Some(reason) = stop_reason {
         return Ok(BatchOutcome::Stopped { reason });
     }
-    let mut rows = next_events(connection, target, (&last_tx, last_position), limit).await?;
+    let mut rows = next_events(connection, target, (last_tx, last_position), limit).await?;
     if rows.is_empty() {
-        return held_back(connection, target, (&last_tx, last_position)).await;
+        return held_back(connection, target, (last_tx, last_position)).await;
     }
-    let locked: Option<(String, i64)> = sqlx::query_as(
-        "SELECT last_tx::text, last_position FROM public.projector_checkpoints \
+    let locked: Option<(TxId, i64)> = sqlx::query_as(
+        "SELECT last_tx, last_position FROM public.projector_checkpoints \
          WHERE name = $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(&target.checkpoint)
@@ -273,14 +274,14 @@ async fn apply_batch<P: Projector>(
     let Some((locked_tx, locked_position)) = locked else {
         return Ok(BatchOutcome::Busy);
     };
-    if (locked_tx.as_str(), locked_position) != (last_tx.as_str(), last_position) {
+    if (locked_tx, locked_position) != (last_tx, last_position) {
         // Another runner advanced meanwhile: read again from where it left off, under the lock.
-        rows = next_events(connection, target, (&locked_tx, locked_position), limit).await?;
+        rows = next_events(connection, target, (locked_tx, locked_position), limit).await?;
     }
     let Some(last) = rows.last() else {
         return Ok(BatchOutcome::CaughtUp);
     };
-    let (new_tx, new_position) = (last.tx_id.clone(), last.global_position);
+    let (new_tx, new_position) = (last.tx_id, last.global_position);
     let events = rows.len();
     for (applied_before, row) in (0_i64..).zip(rows) {
         let position = row.global_position;
@@ -296,17 +297,18 @@ async fn apply_batch<P: Projector>(
                 .map_err(|error| classify(error, poisoned))?;
         }
     }
-    sqlx::query("UPDATE public.projector_checkpoints SET last_tx = $2::text::xid8, last_position = $3 WHERE name = $1")
-        .bind(&target.checkpoint)
-        .bind(&new_tx)
-        .bind(new_position)
-        .execute(&mut *connection)
-        .await?;
-    let tx_id = new_tx.parse().unwrap_or_default();
+    sqlx::query(
+        "UPDATE public.projector_checkpoints SET last_tx = $2, last_position = $3 WHERE name = $1",
+    )
+    .bind(&target.checkpoint)
+    .bind(new_tx)
+    .bind(new_position)
+    .execute(&mut *connection)
+    .await?;
     Ok(BatchOutcome::Applied {
         events,
         checkpoint: LogPosition {
-            tx_id,
+            tx_id: new_tx.0,
             position: new_position,
         },
     })
@@ -316,7 +318,7 @@ async fn apply_batch<P: Projector>(
 async fn next_events(
     connection: &mut PgConnection,
     target: &Target,
-    after: (&str, i64),
+    after: (TxId, i64),
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
     // Two statements rather than one with `$4 IS NULL OR …`: a prepared statement's generic plan
@@ -325,7 +327,7 @@ async fn next_events(
         None => {
             sqlx::query_as(&format!(
                 "SELECT {EVENT_COLUMNS} FROM public.events \
-                 WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+                 WHERE (tx_id, global_position) > ($1, $2) \
                    AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
                  ORDER BY tx_id, global_position LIMIT $3"
             ))
@@ -338,15 +340,15 @@ async fn next_events(
         Some(until) => {
             sqlx::query_as(&format!(
                 "SELECT {EVENT_COLUMNS} FROM public.events \
-                 WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-                   AND (tx_id, global_position) <= ($4::text::xid8, $5) \
+                 WHERE (tx_id, global_position) > ($1, $2) \
+                   AND (tx_id, global_position) <= ($4, $5) \
                    AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
                  ORDER BY tx_id, global_position LIMIT $3"
             ))
             .bind(after.0)
             .bind(after.1)
             .bind(limit)
-            .bind(until.tx_id.to_string())
+            .bind(until.tx())
             .bind(until.position)
             .fetch_all(connection)
             .await
@@ -358,13 +360,13 @@ async fn next_events(
 async fn held_back(
     connection: &mut PgConnection,
     target: &Target,
-    after: (&str, i64),
+    after: (TxId, i64),
 ) -> Result<BatchOutcome, BatchError> {
     if target.until.is_some() {
         return Ok(BatchOutcome::CaughtUp);
     }
     let later: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM public.events WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
+        "SELECT EXISTS (SELECT 1 FROM public.events WHERE (tx_id, global_position) > ($1, $2))",
     )
     .bind(after.0)
     .bind(after.1)
@@ -420,42 +422,42 @@ pub async fn resume(pool: &PgPool, projector: &str) -> Result<bool, sqlx::Error>
 }
 
 /// Runs `P` until `shutdown` completes: drains the log, then sleeps until a commit notifies
-/// [`EVENTS_CHANNEL`] or [`POLL_INTERVAL`] passes.
+/// [`EVENTS_CHANNEL`] or [`POLL_INTERVAL`] passes. A failing database is retried with back-off
+/// ([`LoopHealth`]), logged once when it goes down and once when it is back.
 pub async fn run_until<P: Projector>(pool: PgPool, shutdown: impl Future<Output = ()> + Send) {
-    let mut listener = match PgListener::connect_with(&pool).await {
-        Ok(mut listener) => match listener.listen(EVENTS_CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(error) => {
-                tracing::warn!(projector = P::NAME, error = %error, "cannot listen for events; polling");
-                None
-            }
-        },
-        Err(error) => {
-            tracing::warn!(projector = P::NAME, error = %error, "cannot listen for events; polling");
-            None
-        }
-    };
+    let mut wakeup = Wakeup::new(pool.clone(), EVENTS_CHANNEL);
+    let mut health = LoopHealth::new(format!("projector {}", P::NAME));
     tokio::pin!(shutdown);
     let mut held_back_wait = HELD_BACK_FIRST_WAIT;
     loop {
         let mut held_back = false;
+        let mut failed = None;
         loop {
             match run_batch::<P>(&pool).await {
-                Ok(BatchOutcome::Applied { .. }) => held_back_wait = HELD_BACK_FIRST_WAIT,
+                Ok(BatchOutcome::Applied { .. }) => {
+                    health.succeeded();
+                    held_back_wait = HELD_BACK_FIRST_WAIT;
+                }
                 Ok(BatchOutcome::HeldBack) => {
+                    health.succeeded();
                     held_back = true;
                     break;
                 }
-                Ok(_) | Err(ProjectionError::Poisoned { .. }) => break,
+                Ok(_) | Err(ProjectionError::Poisoned { .. }) => {
+                    health.succeeded();
+                    break;
+                }
                 Err(error) => {
-                    tracing::warn!(projector = P::NAME, error = %error, "projector batch failed; retrying");
+                    failed = Some(health.failed(&error));
                     break;
                 }
             }
         }
         // Held back by an open transaction: its commit notifies nobody, so look again soon,
         // backing off towards the poll interval.
-        let wait = if held_back {
+        let wait = if let Some(backoff) = failed {
+            backoff
+        } else if held_back {
             let wait = held_back_wait;
             held_back_wait = (held_back_wait * 2).min(POLL_INTERVAL);
             wait
@@ -463,17 +465,15 @@ pub async fn run_until<P: Projector>(pool: PgPool, shutdown: impl Future<Output 
             held_back_wait = HELD_BACK_FIRST_WAIT;
             POLL_INTERVAL
         };
-        let wake = async {
-            match listener.as_mut() {
-                Some(listener) => {
-                    let _ = tokio::time::timeout(wait, listener.recv()).await;
-                }
-                None => tokio::time::sleep(wait).await,
-            }
-        };
         tokio::select! {
             () = &mut shutdown => return,
-            () = wake => {}
+            () = async {
+                if failed.is_some() {
+                    tokio::time::sleep(wait).await;
+                } else {
+                    wakeup.wait(wait).await;
+                }
+            } => {}
         }
     }
 }

@@ -311,7 +311,7 @@ async fn the_rust_chain_equals_the_database_chain_for_every_row_of_a_long_histor
         aggregate_id: String,
         sequence: i64,
         global_position: i64,
-        tx_id: String,
+        tx_id: projections::position::TxId,
         recorded_at: chrono::DateTime<Utc>,
         event_type: String,
         event_version: String,
@@ -322,7 +322,7 @@ async fn the_rust_chain_equals_the_database_chain_for_every_row_of_a_long_histor
         hash: Vec<u8>,
     }
     let stored: Vec<Stored> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, sequence, global_position, tx_id::text AS tx_id, \
+        "SELECT aggregate_type, aggregate_id, sequence, global_position, tx_id, \
                 recorded_at, event_type, event_version, payload, metadata, \
                 payload::text AS payload_text, metadata::text AS metadata_text, hash \
          FROM events ORDER BY aggregate_type, aggregate_id, sequence",
@@ -360,7 +360,7 @@ async fn the_rust_chain_equals_the_database_chain_for_every_row_of_a_long_histor
             aggregate_id: &row.aggregate_id,
             sequence: row.sequence,
             global_position: row.global_position,
-            tx_id: row.tx_id.parse().unwrap(),
+            tx_id: row.tx_id.0,
             recorded_at: row.recorded_at,
             event_type: &row.event_type,
             event_version: &row.event_version,
