@@ -38,10 +38,14 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
+        Self::on_server(&server_url()).await
+    }
+
+    /// A fresh database with every migration applied, on the server at `server`.
+    pub async fn on_server(server: &str) -> Self {
         LazyLock::force(&TRACING);
         let name = format!("finteqx_test_{}", Uuid::new_v4().simple());
-        let server = server_url();
-        let mut admin = PgConnection::connect(&server)
+        let mut admin = PgConnection::connect(server)
             .await
             .expect("PostgreSQL must run; see README");
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -49,7 +53,7 @@ impl TestDb {
             .await
             .unwrap();
         admin.close().await.unwrap();
-        let url = replace_database(&server, &name);
+        let url = replace_database(server, &name);
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .connect(&url)
@@ -229,4 +233,44 @@ pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
             let (key, value) = pair.split_once('=')?;
             (key == name && !value.is_empty()).then(|| value.to_owned())
         })
+}
+
+/// A PostgreSQL cluster of the test's own (`tests/support/private-cluster.sh`), on a unix socket
+/// in a temporary folder; destroyed when dropped.
+pub struct PrivateCluster {
+    dir: std::path::PathBuf,
+    /// The URL of its `postgres` database.
+    pub url: String,
+}
+
+impl PrivateCluster {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/support/private-cluster.sh");
+
+    /// Initialises and starts a cluster; `next_xid` sets its transaction counter before the first
+    /// start.
+    pub fn start(next_xid: Option<u64>) -> Self {
+        let dir = std::env::temp_dir().join(format!("finteqx-cluster-{}", Uuid::new_v4().simple()));
+        let mut command = std::process::Command::new(Self::SCRIPT);
+        command.arg("start").arg(&dir);
+        if let Some(xid) = next_xid {
+            command.arg(xid.to_string());
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "private cluster did not start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let url = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        Self { dir, url }
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::SCRIPT)
+            .arg("destroy")
+            .arg(&self.dir)
+            .output();
+    }
 }

@@ -22,4 +22,5 @@ mod read_models;
 mod sms_provider;
 mod sms_sign_in;
 mod tamper_evidence;
+mod transaction_boundary;
 mod uniqueness;
