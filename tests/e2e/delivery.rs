@@ -347,7 +347,7 @@ fn config() -> DeliveryConfig {
         backoff_base: Duration::from_millis(10),
         backoff_cap: Duration::from_millis(200),
         concurrency: 8,
-        batch: 4,
+        batch: 8,
         poll_interval: Duration::from_secs(1),
     }
 }

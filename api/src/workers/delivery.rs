@@ -52,7 +52,8 @@ pub struct DeliveryConfig {
     pub backoff_cap: Duration,
     /// Sends at once (each on its own SMTP connection).
     pub concurrency: usize,
-    /// Messages one sender claims at a time; each is still renewed just before its own send.
+    /// Messages one claim takes, handed to the senders as they come free; each message's lease
+    /// is still renewed just before its own send.
     pub batch: i64,
     /// How long to sleep when no notification wakes the worker.
     pub poll_interval: Duration,
@@ -230,60 +231,62 @@ impl DeliveryWorker {
         }
     }
 
-    /// One round: a first claim; if it came back full, `concurrency` senders claim and send in
-    /// parallel until nothing due is left or `stop` is set.
+    /// One round: one claimer takes due messages `batch` at a time and hands them to
+    /// `concurrency` senders, until nothing due is left or `stop` is set. A single claimer per
+    /// worker keeps its senders from racing each other for the same rows (a claim that lost every
+    /// race would look like an empty queue). Every sender runs to its end even if the database
+    /// fails, so no send is cut off midway.
     async fn deliver_round(&self, stop: &AtomicBool) -> Result<DeliveryRound, DeliveryError> {
         let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&self.pool)
             .await?;
-        let first = self.claim(started).await?;
-        if first.1.is_empty() {
-            return Ok(DeliveryRound::default());
-        }
-        let more = i64::try_from(first.1.len()).unwrap_or(i64::MAX) >= self.config.batch;
-        let others = if more {
-            self.config.concurrency.max(1) - 1
-        } else {
-            0
-        };
-        let senders = std::iter::once(self.sender_lane(started, Some(first), stop))
-            .chain((0..others).map(|_| self.sender_lane(started, None, stop)));
-        let mut round = DeliveryRound::default();
-        let mut failed = None;
-        // Every lane runs to its end even if one fails, so no send is cut off midway.
-        for result in futures::future::join_all(senders).await {
-            match result {
-                Ok(lane) => round.add(lane),
-                Err(error) => failed = failed.or(Some(error)),
+        let concurrency = self.config.concurrency.max(1);
+        let (handover, claimed) = tokio::sync::mpsc::channel::<(Uuid, Claimed)>(concurrency);
+        let claimed = tokio::sync::Mutex::new(claimed);
+        let failed = AtomicBool::new(false);
+        let claimer = async {
+            while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
+                let (claim_id, messages) = self.claim(started).await?;
+                if messages.is_empty() {
+                    break;
+                }
+                for message in messages {
+                    if handover.send((claim_id, message)).await.is_err() {
+                        return Ok(());
+                    }
+                }
             }
+            drop(handover);
+            Ok::<(), sqlx::Error>(())
+        };
+        let senders = (0..concurrency).map(|_| async {
+            let mut round = DeliveryRound::default();
+            let mut error = None;
+            loop {
+                let next = claimed.lock().await.recv().await;
+                let Some((claim_id, message)) = next else {
+                    return (round, error);
+                };
+                match self.process(claim_id, &message).await {
+                    Ok(outcome) => round.count(outcome),
+                    Err(cause) => {
+                        // The message's lease runs out and the next claim takes it.
+                        failed.store(true, Ordering::Relaxed);
+                        error = error.or(Some(cause));
+                    }
+                }
+            }
+        });
+        let (claimed_all, lanes) = tokio::join!(claimer, futures::future::join_all(senders));
+        let mut round = DeliveryRound::default();
+        let mut first_error = claimed_all.err();
+        for (lane, error) in lanes {
+            round.add(lane);
+            first_error = first_error.or(error);
         }
-        match failed {
+        match first_error {
             Some(error) => Err(error.into()),
             None => Ok(round),
-        }
-    }
-
-    /// One sender: sends its claimed messages one after the other, claiming more until nothing
-    /// due is left.
-    async fn sender_lane(
-        &self,
-        started: DateTime<Utc>,
-        mut claimed: Option<(Uuid, Vec<Claimed>)>,
-        stop: &AtomicBool,
-    ) -> Result<DeliveryRound, sqlx::Error> {
-        let mut round = DeliveryRound::default();
-        loop {
-            let (claim_id, messages) = match claimed.take() {
-                Some(claim) => claim,
-                None if stop.load(Ordering::Relaxed) => return Ok(round),
-                None => self.claim(started).await?,
-            };
-            if messages.is_empty() {
-                return Ok(round);
-            }
-            for message in &messages {
-                round.count(self.process(claim_id, message).await?);
-            }
         }
     }
 
@@ -611,8 +614,8 @@ pub fn from_settings(
         backoff_base: Duration::from_millis(settings.backoff_base_ms),
         backoff_cap: Duration::from_secs(settings.backoff_cap_seconds),
         concurrency: usize::try_from(settings.concurrency).unwrap_or(1).max(1),
-        // Small claims keep a claimed message's wait for its sender short.
-        batch: 4,
+        // One claim per round of sends keeps a claimed message's wait for its sender short.
+        batch: i64::from(settings.concurrency.max(1)),
         poll_interval: Duration::from_secs(1),
     };
     Ok((sender, config))
