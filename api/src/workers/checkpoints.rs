@@ -13,6 +13,7 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
+use projections::background::LoopHealth;
 use projections::chain::{Checkpoint, SignedCheckpoint, key_id};
 use projections::log_chain::{ChainError, store_checkpoints, unsigned_checkpoints};
 
@@ -107,27 +108,33 @@ pub async fn write_checkpoints(
 
 /// Signs checkpoints every `interval` until `shutdown` turns true. The caller signs once more
 /// after the projectors stopped, so the final state is covered.
+///
+/// A failing database is retried with back-off ([`LoopHealth`]), never later than the next
+/// regular signing, and logged once when it goes down and once when it is back.
 pub async fn run_until(
     pool: PgPool,
     signer: CheckpointSigner,
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut health = LoopHealth::new("checkpoint signer");
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stop);
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             () = &mut stop => return,
-            _ = ticks.tick() => {
-                if let Err(error) = write_checkpoints(&pool, &signer, Utc::now()).await {
-                    tracing::warn!(error.message = %error, error.cause_chain = ?error, "signing log checkpoints failed; retrying at the next tick");
-                }
-            }
+            () = tokio::time::sleep(wait) => {}
         }
+        wait = match write_checkpoints(&pool, &signer, Utc::now()).await {
+            Ok(_) => {
+                health.succeeded();
+                interval
+            }
+            Err(error) => health.failed(&error).min(interval),
+        };
     }
 }
 
