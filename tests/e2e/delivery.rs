@@ -1022,7 +1022,8 @@ async fn an_smtp_outage_of_two_minutes_during_a_burst_delivers_every_mail_once_a
 }
 
 #[tokio::test]
-async fn a_message_still_failing_when_its_retry_budget_is_spent_is_dead() {
+async fn a_message_still_failing_when_its_retry_budget_is_spent_is_dead_until_support_queues_it_again()
+ {
     let mut smtp = SmtpServer::start();
     smtp.stop();
     let f = Fixture::new().await;
@@ -1072,6 +1073,26 @@ async fn a_message_still_failing_when_its_retry_budget_is_spent_is_dead() {
         last_error.starts_with("retry budget exhausted"),
         "{last_error}"
     );
+
+    // Support queues it again: a fresh budget, so the next failure is retried, not dead.
+    notification_queue::retry_dead(&f.db.pool, f.tenant, message_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        worker.deliver_due().await.unwrap(),
+        DeliveryRound {
+            retrying: 1,
+            ..DeliveryRound::default()
+        }
+    );
+    smtp.restart();
+    sqlx::query("UPDATE notification_deliveries SET next_attempt_at = now() WHERE message_id = $1")
+        .bind(message_id)
+        .execute(&f.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(deliver_all(&worker).await, sent(1));
+    assert_eq!(received(&smtp).get(&header_id(message_id)), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
