@@ -471,7 +471,7 @@ async fn audit_history(w: &World) -> Vec<Value> {
 }
 
 /// Every documented route with a path filled for the test tenant.
-fn routes(w: &World, tenant: TenantId) -> Vec<(Method, String, bool)> {
+pub(crate) fn routes(w: &World, tenant: TenantId) -> Vec<(Method, String, bool)> {
     let (_, openapi) = api::http::api();
     let mut routes = Vec::new();
     for (path, item) in &openapi.paths.paths {

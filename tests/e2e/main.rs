@@ -19,6 +19,7 @@ mod operator_cli;
 mod passwords;
 mod persistence;
 mod read_models;
+mod sessions;
 mod sms_provider;
 mod sms_sign_in;
 mod tamper_evidence;

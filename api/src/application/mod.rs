@@ -6,6 +6,7 @@ mod credentials;
 mod domains;
 mod entra;
 mod error;
+mod sessions;
 mod sign_in;
 mod tenants;
 mod users;

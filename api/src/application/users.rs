@@ -14,7 +14,7 @@ use domain::user::{
 };
 use domain::values::{DisplayName, EmailAddress, EmailKey, Locale, Role, check_password_length};
 
-use super::{CommandError, Commands, PASSWORD_TOKEN_LIFETIME, credentials};
+use super::{CommandError, Commands, PASSWORD_TOKEN_LIFETIME, credentials, sessions};
 use crate::executor::{CommandContext, Committed, ExecuteError};
 use crate::keys::PasswordHashing;
 
@@ -165,6 +165,8 @@ impl Commands {
                 return Err(error.into());
             }
         };
+        self.end_sessions_after(tenant_id, user_id, &committed)
+            .await?;
         if let Err(error) = self
             .emails
             .execute(
@@ -191,14 +193,31 @@ impl Commands {
         user_id: UserId,
         command: UserCommand,
     ) -> Result<Committed<User>, CommandError> {
-        Ok(self
+        let committed = self
             .users
             .execute(
                 &user_id.to_string(),
                 TenantScoped::new(tenant_id, command),
                 context,
             )
-            .await?)
+            .await?;
+        self.end_sessions_after(tenant_id, user_id, &committed)
+            .await?;
+        Ok(committed)
+    }
+
+    /// Ends every session of the user when a committed change calls for it
+    /// ([`domain::user::UserEvent::ends_sessions`]): deactivation, erasure, a password set, a new address.
+    async fn end_sessions_after(
+        &self,
+        tenant_id: TenantId,
+        user_id: UserId,
+        committed: &Committed<User>,
+    ) -> Result<(), CommandError> {
+        if committed.events.iter().any(|e| e.event.ends_sessions()) {
+            sessions::end_all(&self.pool, tenant_id, user_id, self.clock.now()).await?;
+        }
+        Ok(())
     }
 
     /// Issues a new set-password link (the e-mail derives its secret from the token id).
@@ -273,6 +292,8 @@ impl Commands {
             Ok(committed) => {
                 credentials::delete_all_but(&self.pool, tenant_id, user_id, Some(credential_id))
                     .await?;
+                self.end_sessions_after(tenant_id, user_id, &committed)
+                    .await?;
                 Ok(committed)
             }
             Err(error) => {
@@ -339,6 +360,8 @@ impl Commands {
             }
         }
         credentials::delete_all_but(&self.pool, tenant_id, user_id, None).await?;
+        // Also when repeating an interrupted erasure, whose events are already committed.
+        sessions::end_all(&self.pool, tenant_id, user_id, self.clock.now()).await?;
         tracing::info!(user.id = %user_id, "person erased");
         Ok(committed)
     }

@@ -176,10 +176,15 @@ async fn staff(pool: &PgPool, token: &str) -> Result<Principal, Problem> {
 }
 
 async fn session(pool: &PgPool, secret: &str, now: DateTime<Utc>) -> Result<Principal, Problem> {
-    // One statement both checks the limits and records the activity.
+    // One statement both checks the limits and records the activity. A session started at or
+    // before its user's cutoff (deactivated, erased, new password or address) is over, also when
+    // it was being created while the change committed.
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
-        "UPDATE sessions SET last_seen_at = $2 \
+        "UPDATE sessions s SET last_seen_at = $2 \
          WHERE session_hash = $1 AND ended_at IS NULL AND expires_at > $2 AND last_seen_at > $2 - $3::interval \
+           AND NOT EXISTS (SELECT 1 FROM session_cutoffs c \
+                           WHERE c.tenant_id = s.tenant_id AND c.user_id = s.user_id \
+                             AND c.sessions_ended_at >= s.created_at) \
          RETURNING tenant_id, user_id, role",
     )
     .bind(secret_hash(secret))

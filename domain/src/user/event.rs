@@ -189,6 +189,21 @@ pub enum PasswordTokenPurpose {
     Reset,
 }
 
+impl UserEvent {
+    /// Whether the change ends every running session of the user (spec §1, Sessions):
+    /// deactivation, erasure, a password set and a changed e-mail address do; linking and
+    /// unlinking do not (the article: a session stays active until logout).
+    pub const fn ends_sessions(&self) -> bool {
+        matches!(
+            self,
+            Self::UserDeactivated { .. }
+                | Self::UserForgotten { .. }
+                | Self::PasswordSet { .. }
+                | Self::UserEmailChanged { .. }
+        )
+    }
+}
+
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> String {
         match self {
