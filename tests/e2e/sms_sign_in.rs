@@ -611,3 +611,80 @@ async fn password_attempts_are_rate_limited_per_address_known_or_not() {
         .unwrap();
     assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Starts a sign-in with the right password; returns the attempt cookie.
+async fn password_step(base: &str) -> String {
+    let start = reqwest::Client::new()
+        .post(format!("{base}/sign_in/password"))
+        .json(&json!({"email": "anne@contoso.com", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::OK);
+    format!(
+        "__Host-finteqx_sign_in={}",
+        set_cookie(&start, "__Host-finteqx_sign_in").unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_parallel_code_requests_send_exactly_the_hourly_limit() {
+    // Arrange: nine attempts of one user (the password step allows ten per address).
+    let SmsWorld { base, cm, .. } = sms_world().await;
+    let mut attempts = Vec::new();
+    for _ in 0..9 {
+        attempts.push(password_step(&base).await);
+    }
+
+    // Act: fifty code requests at once, spread over the attempts.
+    let client = reqwest::Client::new();
+    let requests = (0..50).map(|n| {
+        let request = client
+            .post(format!("{base}/sign_in/sms_code"))
+            .header("cookie", attempts[n % attempts.len()].clone())
+            .json(&json!({"phone": "06 12345678"}));
+        async move { request.send().await.unwrap().status() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+
+    // Assert: five codes (SENDS_PER_USER_PER_HOUR) reached the provider, no more.
+    let sent = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::NO_CONTENT)
+        .count();
+    assert_eq!(sent, 5, "{statuses:?}");
+    assert_eq!(cm.received_requests().await.unwrap().len(), 5);
+    assert!(
+        statuses.iter().all(|s| [
+            StatusCode::NO_CONTENT,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::CONFLICT
+        ]
+        .contains(s)),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_parallel_password_attempts_for_one_address_pass_exactly_the_limit() {
+    let SmsWorld { base, .. } = sms_world().await;
+    let client = reqwest::Client::new();
+
+    let requests = (0..50).map(|_| {
+        let request = client
+            .post(format!("{base}/sign_in/password"))
+            .json(&json!({"email": "anne@contoso.com", "password": "wrong password!!"}));
+        async move { request.send().await.unwrap().status() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+
+    let checked = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, limited), (10, 40), "{statuses:?}");
+}

@@ -187,6 +187,10 @@ impl Commands {
             .bind(&window)
             .execute(&self.pool)
             .await?;
+        // Count and record under a lock per key, so parallel attempts cannot all count the same
+        // rows and pass together: the limit holds under concurrency.
+        let mut transaction = self.pool.begin().await?;
+        lock_keys(&mut transaction, keys).await?;
         let counts: Vec<(String, i64, f64)> = sqlx::query_as(
             "SELECT throttle_key, count(*), \
                     extract(epoch FROM min(at) + $2::interval - now())::float8 \
@@ -195,7 +199,7 @@ impl Commands {
         )
         .bind(keys)
         .bind(&window)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *transaction)
         .await?;
         for (key, count, seconds_left) in counts {
             let limit = if key.starts_with("email:") {
@@ -213,8 +217,9 @@ impl Commands {
         }
         sqlx::query("INSERT INTO sign_in_throttle (throttle_key) SELECT unnest($1::text[])")
             .bind(keys)
-            .execute(&self.pool)
+            .execute(&mut *transaction)
             .await?;
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -251,8 +256,8 @@ impl Commands {
                 .ok_or(domain::sign_in::SignInError::PhoneNumberRequired)?,
         };
         let number_key = self.keys.phone_lookup.key_for(&destination);
-        let quota = self
-            .sms_quota(
+        let (quota, reservation) = self
+            .reserve_sms(
                 attempt.tenant_id,
                 attempt.user_id,
                 &number_key,
@@ -278,17 +283,24 @@ impl Commands {
                 TenantScoped::new(attempt.tenant_id, command),
                 &context,
             )
-            .await?;
-        let Some(issued) = committed.events.first() else {
-            return Ok(());
+            .await;
+        let issued = match &committed {
+            Ok(committed) => committed
+                .events
+                .first()
+                .filter(|event| matches!(event.event, SignInEvent::SmsCodeIssued { .. })),
+            Err(_) => None,
         };
-        sqlx::query("INSERT INTO sms_sends (tenant_id, user_id, number_key, country_code) VALUES ($1, $2, $3, $4)")
-            .bind(attempt.tenant_id.as_uuid())
-            .bind(attempt.user_id.as_uuid())
-            .bind(&number_key)
-            .bind(i32::from(destination.country_calling_code()))
-            .execute(&self.pool)
-            .await?;
+        let Some(issued) = issued else {
+            // No code goes out (refused, throttled, conflicting): the reserved send is given back.
+            if let Some(reservation) = reservation {
+                sqlx::query("DELETE FROM sms_sends WHERE id = $1")
+                    .bind(reservation)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            return committed.map(|_| ()).map_err(Into::into);
+        };
         let text = match account.locale {
             Locale::Nl => {
                 format!("Je Akkermans FinteQX-code is {code}. Hij verloopt over 5 minuten.")
@@ -321,14 +333,27 @@ impl Commands {
         sent.map_err(|error| CommandError::Unavailable(error.into()))
     }
 
-    /// The send limits' verdict for one more SMS.
-    async fn sms_quota(
+    /// The send limits' verdict for one more SMS; when allowed, the send is reserved at once
+    /// (a row in `sms_sends`, whose id is returned), under a lock per limit's key, so parallel
+    /// requests cannot all see room for one more.
+    async fn reserve_sms(
         &self,
         tenant_id: TenantId,
         user_id: UserId,
         number_key: &str,
         country_code: u16,
-    ) -> Result<SmsQuota, CommandError> {
+    ) -> Result<(SmsQuota, Option<i64>), CommandError> {
+        let mut transaction = self.pool.begin().await?;
+        lock_keys(
+            &mut transaction,
+            &[
+                format!("sms-user:{user_id}"),
+                format!("sms-number:{number_key}"),
+                format!("sms-tenant:{tenant_id}"),
+                format!("sms-country:{country_code}"),
+            ],
+        )
+        .await?;
         let (per_user, per_number, per_tenant, per_country): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE user_id = $2), count(*) FILTER (WHERE number_key = $3), \
                     count(*) FILTER (WHERE tenant_id = $1), count(*) FILTER (WHERE country_code = $4) \
@@ -339,9 +364,9 @@ impl Commands {
         .bind(user_id.as_uuid())
         .bind(number_key)
         .bind(i32::from(country_code))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *transaction)
         .await?;
-        Ok(if per_user >= SENDS_PER_USER_PER_HOUR {
+        let quota = if per_user >= SENDS_PER_USER_PER_HOUR {
             SmsQuota::Exceeded(SendLimit::PerUser)
         } else if per_number >= SENDS_PER_NUMBER_PER_HOUR {
             SmsQuota::Exceeded(SendLimit::PerNumber)
@@ -353,7 +378,24 @@ impl Commands {
             SmsQuota::Exceeded(SendLimit::PerCountryPrefix)
         } else {
             SmsQuota::Allowed
-        })
+        };
+        let reservation = if quota == SmsQuota::Allowed {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO sms_sends (tenant_id, user_id, number_key, country_code) \
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(user_id.as_uuid())
+            .bind(number_key)
+            .bind(i32::from(country_code))
+            .fetch_one(&mut *transaction)
+            .await?;
+            Some(id)
+        } else {
+            None
+        };
+        transaction.commit().await?;
+        Ok((quota, reservation))
     }
 
     /// Checks a typed code; on success enrolls the number the code confirmed, if any.
@@ -440,4 +482,22 @@ impl Commands {
             attempts_left: attempts_left.unwrap_or(0),
         })
     }
+}
+
+/// Takes a transaction-scoped advisory lock per key, in one order for every caller (so two
+/// callers never wait for each other in a circle); released at commit or rollback.
+async fn lock_keys(
+    transaction: &mut sqlx::PgConnection,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    let mut keys: Vec<&String> = keys.iter().collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut *transaction)
+            .await?;
+    }
+    Ok(())
 }
