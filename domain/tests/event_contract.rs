@@ -80,6 +80,7 @@ fn domain_claim() -> Contract<DomainClaimEvent> {
             DomainClaimed,
             DomainRebound,
             DomainReleased,
+            DomainProven,
         }
     )
 }
