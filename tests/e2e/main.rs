@@ -12,6 +12,7 @@ mod delivery;
 mod embedded_database;
 mod entra_sign_in;
 mod erasure;
+mod faults;
 mod http_api;
 mod http_audit;
 mod oidc_provider;
