@@ -292,7 +292,7 @@ impl Service {
                 .unwrap()
                 .success()
         );
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
             .await
             .expect("finteqx serve did not stop on SIGTERM")
             .unwrap();
