@@ -3,15 +3,19 @@
 //! order of ADR-0006, and the storage of the signed checkpoints made from those rows.
 //!
 //! The projector is dumb like the others: the hash travels in the envelope and SQL folds it in.
-//! Signing happens in `api`, which holds the key; this module only reads what is due and stores
-//! what was signed.
+//! Signing happens in `api`, which holds the key; this module computes what is due from the
+//! events themselves (not from the projector's table) and stores what was signed.
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
-use crate::chain::{Checkpoint, Digest, Scope, SignedCheckpoint};
+use crate::chain::{Checkpoint, Digest, Scope, SignedCheckpoint, fold_running};
 use crate::envelope::Envelope;
-use crate::position::TxId;
+use crate::position::{LogPosition, TxId};
 use crate::runner::Projector;
 
 /// The running-hash projector.
@@ -83,50 +87,129 @@ pub enum ChainError {
     },
 }
 
-#[derive(sqlx::FromRow)]
-struct ChainRow {
-    scope: String,
-    last_position: i64,
-    last_tx: TxId,
+/// The head of one scope's chain: the last event folded in, how many, and the running hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    at: LogPosition,
     events: i64,
-    running_hash: Vec<u8>,
+    running: Digest,
 }
 
-/// The `log_chain` rows that `key_id` has not signed yet, as checkpoints to sign at `signed_at`.
+impl Head {
+    fn checkpoint(self, scope: Scope, signed_at: DateTime<Utc>) -> Checkpoint {
+        Checkpoint {
+            scope,
+            position: self.at.position,
+            tx_id: self.at.tx_id,
+            events: self.events,
+            running_hash: self.running,
+            signed_at,
+        }
+    }
+}
+
+/// The checkpoints `key_id` has yet to sign, as of `signed_at`: for the whole log and for every
+/// tenant with events since this key's last checkpoint of it, the running hash folded from the
+/// events' own chain hashes, continuing from that last signed checkpoint.
+///
+/// The signer reads the log itself, not the `log_chain` projector's table: whoever can write
+/// that table cannot make the key vouch for a history the events do not have (issue 13). All
+/// scopes are read in one snapshot, in the commit-safe order (ADR-0006).
 ///
 /// # Errors
-/// [`ChainError::Database`], or [`ChainError::Malformed`] for a row that breaks its constraints.
-pub async fn unsigned_checkpoints(
+/// [`ChainError::Database`], or [`ChainError::Malformed`] for a stored checkpoint or event hash
+/// that breaks its constraints.
+pub async fn due_checkpoints(
     pool: &PgPool,
     key_id: &str,
     signed_at: DateTime<Utc>,
 ) -> Result<Vec<Checkpoint>, ChainError> {
-    let rows: Vec<ChainRow> = sqlx::query_as(
-        "SELECT c.scope, c.last_position, c.last_tx, c.events, c.running_hash \
-         FROM log_chain c \
-         WHERE NOT EXISTS (SELECT 1 FROM log_checkpoints k \
-                           WHERE k.scope = c.scope AND k.position = c.last_position AND k.key_id = $1) \
-         ORDER BY c.scope",
+    let mut transaction = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *transaction)
+        .await?;
+    let mut due = Vec::new();
+    let (whole, tenants) = fold_since(&mut transaction, Scope::WholeLog, key_id).await?;
+    due.extend(whole.map(|head| head.checkpoint(Scope::WholeLog, signed_at)));
+    for tenant in tenants {
+        let scope = Scope::Tenant(domain::ids::TenantId::from_uuid(tenant));
+        let (head, _) = fold_since(&mut transaction, scope, key_id).await?;
+        due.extend(head.map(|head| head.checkpoint(scope, signed_at)));
+    }
+    transaction.commit().await?;
+    Ok(due)
+}
+
+/// Folds `scope`'s events after `key_id`'s last checkpoint of it; returns the new head (none
+/// when nothing was added) and the tenants of the folded events.
+async fn fold_since(
+    connection: &mut PgConnection,
+    scope: Scope,
+    key_id: &str,
+) -> Result<(Option<Head>, BTreeSet<Uuid>), ChainError> {
+    let malformed = |table| ChainError::Malformed {
+        table,
+        scope: scope.to_string(),
+    };
+    let last: Option<(i64, TxId, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT position, tx_id, events, running_hash FROM log_checkpoints \
+         WHERE scope = $1 AND key_id = $2 ORDER BY tx_id DESC, position DESC LIMIT 1",
     )
+    .bind(scope.to_string())
     .bind(key_id)
-    .fetch_all(pool)
+    .fetch_optional(&mut *connection)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let malformed = || ChainError::Malformed {
-                table: "log_chain",
-                scope: row.scope.clone(),
-            };
-            Ok(Checkpoint {
-                scope: row.scope.parse().map_err(|_| malformed())?,
-                position: row.last_position,
-                tx_id: row.last_tx.0,
-                events: row.events,
-                running_hash: Digest::from_slice(&row.running_hash).ok_or_else(malformed)?,
-                signed_at,
-            })
-        })
-        .collect()
+    let start = match last {
+        Some((position, tx, events, running)) => Head {
+            at: LogPosition {
+                tx_id: tx.0,
+                position,
+            },
+            events,
+            running: Digest::from_slice(&running).ok_or_else(|| malformed("log_checkpoints"))?,
+        },
+        None => Head {
+            at: LogPosition::default(),
+            events: 0,
+            running: Digest::GENESIS,
+        },
+    };
+    let after = (start.at.tx(), start.at.position);
+    let mut rows = match scope {
+        Scope::WholeLog => sqlx::query_as::<_, (TxId, i64, Option<Uuid>, Vec<u8>)>(
+            "SELECT tx_id, global_position, tenant_id, hash FROM events \
+             WHERE (tx_id, global_position) > ($1, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx_id, global_position",
+        )
+        .bind(after.0)
+        .bind(after.1),
+        Scope::Tenant(tenant) => sqlx::query_as::<_, (TxId, i64, Option<Uuid>, Vec<u8>)>(
+            "SELECT tx_id, global_position, tenant_id, hash FROM events \
+             WHERE tenant_id = $3 AND (tx_id, global_position) > ($1, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx_id, global_position",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(tenant.as_uuid()),
+    }
+    .fetch(&mut *connection);
+    let mut head = start;
+    let mut tenants = BTreeSet::new();
+    while let Some((tx, position, tenant, hash)) = rows.try_next().await? {
+        let hash = Digest::from_slice(&hash).ok_or_else(|| malformed("events"))?;
+        head = Head {
+            at: LogPosition {
+                tx_id: tx.0,
+                position,
+            },
+            events: head.events + 1,
+            running: fold_running(&head.running, &hash),
+        };
+        tenants.extend(tenant);
+    }
+    Ok(((head != start).then_some(head), tenants))
 }
 
 /// Stores signed checkpoints; one that the same key already signed is left as it is. Returns how

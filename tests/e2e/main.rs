@@ -15,6 +15,7 @@ mod erasure;
 mod faults;
 mod http_api;
 mod http_audit;
+mod log_signer;
 mod oidc_provider;
 mod operator_cli;
 mod passwords;

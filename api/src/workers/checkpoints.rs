@@ -1,6 +1,7 @@
 //! The checkpoint worker (ADR-0012): every `audit.checkpoint_interval_seconds`, and once more at
-//! shutdown, signs the `log_chain` running hashes that changed since their last checkpoint with
-//! the Ed25519 key from configuration and stores them in `log_checkpoints`.
+//! shutdown, signs the running hashes of the whole log and of every tenant with new events since
+//! their last checkpoint, folded from the events themselves (not from the `log_chain` projector's
+//! table), with the Ed25519 key from configuration, and stores them in `log_checkpoints`.
 //!
 //! The key lives only in the service's configuration, never in the database: whoever can rewrite
 //! the events table and recompute its hashes still cannot sign a matching checkpoint.
@@ -15,7 +16,7 @@ use sqlx::PgPool;
 
 use projections::background::LoopHealth;
 use projections::chain::{Checkpoint, SignedCheckpoint, key_id};
-use projections::log_chain::{ChainError, store_checkpoints, unsigned_checkpoints};
+use projections::log_chain::{ChainError, due_checkpoints, store_checkpoints};
 
 use crate::configuration::AuditSettings;
 
@@ -80,7 +81,7 @@ impl fmt::Debug for CheckpointSigner {
     }
 }
 
-/// Signs every `log_chain` row this key has not signed yet, as of `now`, and returns how many
+/// Signs every scope with events this key has not signed yet, as of `now`, and returns how many
 /// checkpoints were stored.
 ///
 /// # Errors
@@ -92,7 +93,7 @@ pub async fn write_checkpoints(
 ) -> Result<u64, ChainError> {
     // PostgreSQL keeps microseconds; the signed instant must survive the round trip.
     let signed_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    let due = unsigned_checkpoints(pool, signer.key_id(), signed_at).await?;
+    let due = due_checkpoints(pool, signer.key_id(), signed_at).await?;
     if due.is_empty() {
         return Ok(0);
     }
