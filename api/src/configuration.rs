@@ -26,6 +26,17 @@ pub struct Settings {
     pub email: EmailSettings,
     /// Microsoft Entra ID (ADR-0018).
     pub entra: EntraSettings,
+    /// The resolver that checks domain proofs (ADR-0025).
+    pub dns: DnsSettings,
+}
+
+/// The DNS resolver that reads the TXT records of domain proofs (ADR-0025).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsSettings {
+    /// `ip:port` of the nameserver to ask; empty: the machine's resolvers (`/etc/resolv.conf`).
+    pub nameserver: String,
+    /// How long one DNS query may take.
+    pub timeout_ms: u64,
 }
 
 /// Microsoft Entra ID: FinteQX's multi-tenant app registration and where Microsoft lives.

@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use domain::ids::{PasswordTokenId, SignInId, UserId};
-use domain::values::{CodeHash, EmailAddress, EmailKey};
+use domain::ids::{PasswordTokenId, SignInId, TenantId, UserId};
+use domain::values::{CodeHash, DomainName, EmailAddress, EmailKey};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -131,6 +131,34 @@ impl PasswordTokens {
                     PasswordTokenId::from_uuid(token_uuid),
                 )
             })
+    }
+}
+
+/// Derives the value a tenant publishes in a DNS TXT record to prove that it owns a domain
+/// (ADR-0025): one per tenant and domain, so another tenant cannot reuse a published record, and
+/// derived again whenever needed, so it is never stored.
+#[derive(Clone)]
+pub struct DomainChallenges(KeyedHash);
+
+impl DomainChallenges {
+    /// The prefix of every challenge value, so the record says whose it is.
+    pub const PREFIX: &'static str = "finteqx-domain-verification=";
+
+    /// Challenges under `key`.
+    ///
+    /// # Errors
+    /// [`InvalidKey`].
+    pub fn new(key: &SecretString) -> Result<Self, InvalidKey> {
+        KeyedHash::new(key, b"finteqx/domain-challenge/v1").map(Self)
+    }
+
+    /// The TXT value `tenant_id` must publish for `domain`: 128 bits of the MAC, in hex.
+    pub fn value_for(&self, tenant_id: TenantId, domain: &DomainName) -> String {
+        let tenant = tenant_id.as_uuid().simple().to_string();
+        let digest = self
+            .0
+            .digest(&[tenant.as_bytes(), domain.as_str().as_bytes()]);
+        format!("{}{}", Self::PREFIX, hex::encode(&digest[..16]))
     }
 }
 
@@ -297,6 +325,23 @@ mod tests {
         assert!(hasher.hash(a, "123456").matches(&hasher.hash(a, "123456")));
         assert!(!hasher.hash(a, "123456").matches(&hasher.hash(b, "123456")));
         assert!(!hasher.hash(a, "123456").matches(&hasher.hash(a, "123457")));
+    }
+
+    #[test]
+    fn domain_challenges_are_stable_keyed_and_differ_per_tenant_and_domain() {
+        let challenges = DomainChallenges::new(&key("k")).unwrap();
+        let tenant = TenantId::from_uuid(Uuid::from_u128(1));
+        let other = TenantId::from_uuid(Uuid::from_u128(2));
+        let contoso = DomainName::parse("contoso.com").unwrap();
+        let fabrikam = DomainName::parse("fabrikam.com").unwrap();
+        let value = challenges.value_for(tenant, &contoso);
+        assert!(value.starts_with(DomainChallenges::PREFIX), "{value}");
+        assert_eq!(value.len(), DomainChallenges::PREFIX.len() + 32);
+        assert_eq!(value, challenges.value_for(tenant, &contoso));
+        assert_ne!(value, challenges.value_for(other, &contoso));
+        assert_ne!(value, challenges.value_for(tenant, &fabrikam));
+        let elsewhere = DomainChallenges::new(&key("k2")).unwrap();
+        assert_ne!(value, elsewhere.value_for(tenant, &contoso));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod configuration;
+pub mod dns;
 pub mod email;
 pub mod embedded_postgres;
 pub mod entra;

@@ -33,6 +33,8 @@ pub struct AppState {
     pub entra: Option<Arc<crate::entra::Entra>>,
     /// The per-client limit on the login page's lookups.
     pub lookups: Arc<crate::http::limits::ClientLimiter>,
+    /// Reads the TXT records of domain proofs (ADR-0025).
+    pub dns: Arc<crate::dns::TxtResolver>,
 }
 
 /// A database connection: a pool, and the embedded server behind it if one was started.
@@ -121,6 +123,8 @@ pub fn build_commands_with_clock(
             .context("secrets.lookup_key")?,
         attempt_cookies: AttemptCookies::new(&settings.secrets.token_key)
             .context("secrets.token_key")?,
+        domain_challenges: crate::keys::DomainChallenges::new(&settings.secrets.token_key)
+            .context("secrets.token_key")?,
     };
     let personal_data = PersonalDataKeys::new(
         pool.clone(),
@@ -171,6 +175,7 @@ impl Application {
                 lookups: Arc::new(crate::http::limits::ClientLimiter::per_minute(
                     settings.application.lookups_per_client_per_minute,
                 )),
+                dns: Arc::new(crate::dns::TxtResolver::new(&settings.dns)?),
             },
         })
     }

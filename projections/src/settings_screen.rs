@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use domain::domain_claim::DomainClaimEvent;
+use domain::domain_claim::{DomainClaimEvent, DomainProofMethod};
 use domain::ids::{EntraTenantId, TenantId, UserId};
 use domain::sign_in::{SignInEvent, SignInFailure};
 use domain::tenant::TenantEvent;
@@ -60,6 +60,15 @@ pub enum SettingsChange {
         domain: String,
         /// Its Entra tenant.
         entra_tenant_id: EntraTenantId,
+    },
+    /// A domain the tenant proved it owns.
+    DomainProven {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// The domain.
+        domain: String,
+        /// How: `dns_txt` or `entra_verified_domain`.
+        proof: &'static str,
     },
     /// A released domain.
     DomainReleased {
@@ -230,6 +239,18 @@ impl Projector for SettingsScreen {
                 domain: domain.as_str().to_owned(),
                 entra_tenant_id: *entra_tenant_id,
             }],
+            DomainEvent::DomainClaim(DomainClaimEvent::DomainProven {
+                tenant_id,
+                domain,
+                method,
+            }) => vec![C::DomainProven {
+                tenant_id: *tenant_id,
+                domain: domain.as_str().to_owned(),
+                proof: match method {
+                    DomainProofMethod::DnsTxt { .. } => "dns_txt",
+                    DomainProofMethod::EntraVerifiedDomain { .. } => "entra_verified_domain",
+                },
+            }],
             DomainEvent::DomainClaim(DomainClaimEvent::DomainReleased { tenant_id, domain }) => {
                 vec![C::DomainReleased {
                     tenant_id: *tenant_id,
@@ -301,6 +322,20 @@ impl Projector for SettingsScreen {
                 .bind(tenant_id.as_uuid())
                 .bind(domain)
                 .bind(entra_tenant_id.as_uuid())
+                .execute(connection)
+                .await?;
+            }
+            SettingsChange::DomainProven {
+                tenant_id,
+                domain,
+                proof,
+            } => {
+                sqlx::query(
+                    "UPDATE settings_domains SET proof = $3 WHERE tenant_id = $1 AND domain = $2",
+                )
+                .bind(tenant_id.as_uuid())
+                .bind(domain)
+                .bind(proof)
                 .execute(connection)
                 .await?;
             }
@@ -485,6 +520,9 @@ pub struct SettingsDomain {
     pub entra_tenant_id: EntraTenantId,
     /// Consent of that Entra tenant; `None` when none was recorded yet.
     pub consent: Option<Consent>,
+    /// How the tenant proved it owns the domain (`dns_txt`, `entra_verified_domain`); `None`
+    /// while the domain is pending: not bound for sign-in, no user can be linked.
+    pub proof: Option<String>,
 }
 
 /// A user as the settings screen lists it. Personal fields are sealed as the events carry them;
@@ -551,8 +589,8 @@ pub async fn settings(
     let Some((display_name, default_locale, sms_required)) = tenant else {
         return Ok(None);
     };
-    let rows: Vec<(String, Uuid, Option<String>)> = sqlx::query_as(
-        "SELECT d.domain, d.entra_tenant_id, c.state FROM settings_domains d \
+    let rows: Vec<(String, Uuid, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT d.domain, d.entra_tenant_id, c.state, d.proof FROM settings_domains d \
          LEFT JOIN settings_consents c ON c.tenant_id = d.tenant_id AND c.entra_tenant_id = d.entra_tenant_id \
          WHERE d.tenant_id = $1 ORDER BY d.domain",
     )
@@ -561,11 +599,12 @@ pub async fn settings(
     .await?;
     let domains: Vec<SettingsDomain> = rows
         .into_iter()
-        .filter_map(|(domain, entra, state)| {
+        .filter_map(|(domain, entra, state, proof)| {
             Some(SettingsDomain {
                 domain,
                 entra_tenant_id: EntraTenantId::try_from_uuid(entra).ok()?,
                 consent: state.as_deref().and_then(parse_consent),
+                proof,
             })
         })
         .collect();
@@ -700,5 +739,37 @@ mod tests {
             origin: LinkOrigin::DomainLink,
         };
         assert_eq!(changes(DomainEvent::User(linked)).len(), 2);
+    }
+
+    #[test]
+    fn a_proof_marks_the_domain_proven_with_its_method() {
+        let proven = |method| DomainClaimEvent::DomainProven {
+            tenant_id: tenant(),
+            domain: domain(),
+            method,
+        };
+        for (method, proof) in [
+            (
+                DomainProofMethod::DnsTxt {
+                    record_name: "_finteqx-challenge.contoso.com".to_owned(),
+                },
+                "dns_txt",
+            ),
+            (
+                DomainProofMethod::EntraVerifiedDomain {
+                    entra_tenant_id: entra(),
+                },
+                "entra_verified_domain",
+            ),
+        ] {
+            assert_eq!(
+                changes(DomainEvent::DomainClaim(proven(method))),
+                vec![SettingsChange::DomainProven {
+                    tenant_id: tenant(),
+                    domain: "contoso.com".to_owned(),
+                    proof,
+                }]
+            );
+        }
     }
 }

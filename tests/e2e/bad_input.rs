@@ -205,10 +205,6 @@ async fn link_domain_users_reports_per_user_and_its_dry_run_writes_nothing() {
     let tenant = register_tenant(&commands, "Akkermans Accountants").await;
     let other_tenant = register_tenant(&commands, "Andere BV").await;
     let domain = DomainName::parse("contoso.com").unwrap();
-    commands
-        .bind_domain(&admin(tenant), tenant, domain.clone(), entra(1))
-        .await
-        .unwrap();
     let create = |email: &'static str, tenant_id| {
         let commands = &commands;
         async move {
@@ -223,6 +219,9 @@ async fn link_domain_users_reports_per_user_and_its_dry_run_writes_nothing() {
                 .user_id
         }
     };
+    // Another tenant's user on the domain, given the address before `tenant` proved it owns it.
+    let foreign = create("frank@contoso.com", other_tenant).await;
+    crate::helpers::bind_proven_domain(&commands, tenant, &domain, entra(1)).await;
     let qualifies = create("anne@contoso.com", tenant).await;
     let other_domain = create("bob@fabrikam.nl", tenant).await;
     let subdomain = create("carl@eu.contoso.com", tenant).await;
@@ -241,7 +240,6 @@ async fn link_domain_users_reports_per_user_and_its_dry_run_writes_nothing() {
         .link_domain_users(&admin(tenant), tenant, domain.clone(), &[already], false)
         .await
         .unwrap();
-    let foreign = create("frank@contoso.com", other_tenant).await;
     let unknown = UserId::from_uuid(Uuid::now_v7());
     let selected = [
         qualifies,

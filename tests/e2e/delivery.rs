@@ -386,10 +386,7 @@ impl Fixture {
         let commands = Arc::new(db.commands());
         let tenant = register_tenant(&commands, "Akkermans Accountants").await;
         let domain = DomainName::parse("contoso.com").unwrap();
-        commands
-            .bind_domain(&admin(tenant), tenant, domain.clone(), entra(1))
-            .await
-            .unwrap();
+        crate::helpers::bind_proven_domain(&commands, tenant, &domain, entra(1)).await;
         Self {
             db,
             commands,

@@ -34,9 +34,14 @@ struct World {
     http: reqwest::Client,
 }
 
-/// A tenant whose domain `contoso.com` is bound to the contoso Entra tenant, with its
-/// users created; the service points at the local provider.
+/// A tenant whose domain `contoso.com` is bound to the contoso Entra tenant and proven, with
+/// its users created; the service points at the local provider.
 async fn world(consent_granted: bool) -> World {
+    world_with_domain(consent_granted, true).await
+}
+
+/// As [`world`], with `contoso.com` proven or still pending.
+async fn world_with_domain(consent_granted: bool, proven: bool) -> World {
     let provider = OidcProvider::start().await;
     let db = TestDb::new().await;
     let commands = db.commands();
@@ -52,15 +57,15 @@ async fn world(consent_granted: bool) -> World {
             .await
             .unwrap();
     }
-    commands
-        .bind_domain(
-            &admin(tenant),
-            tenant,
-            DomainName::parse("contoso.com").unwrap(),
-            tid(CONTOSO_TID),
-        )
-        .await
-        .unwrap();
+    let contoso = DomainName::parse("contoso.com").unwrap();
+    if proven {
+        crate::helpers::bind_proven_domain(&commands, tenant, &contoso, tid(CONTOSO_TID)).await;
+    } else {
+        commands
+            .bind_domain(&admin(tenant), tenant, contoso, tid(CONTOSO_TID))
+            .await
+            .unwrap();
+    }
     db.run_projections().await;
     let mut settings: Settings = db.settings();
     settings.entra.authority_base.clone_from(&provider.base_url);
@@ -645,6 +650,154 @@ async fn admin_consent_is_bound_to_the_session_and_confirmed_by_the_entra_tenant
     world.db.run_projections().await;
     let settings = world.settings(&session).await;
     assert_eq!(settings["consent_warning"], false, "{settings}");
+}
+
+impl World {
+    /// The whole admin-consent flow for contoso, confirmed by `entra_admin`'s sign-in there.
+    async fn consent_confirmed_by(&self, session: &str, entra_admin: &str) -> Value {
+        let (url, flow) = self.start_consent(session, CONTOSO_TID).await;
+        let consented = follow_until(&browser(), &url, CONSENT_REDIRECT_URI).await;
+        let hinted = self
+            .callback(
+                "/entra/admin_consent/callback",
+                &consented,
+                &[(SESSION_COOKIE, session), (FLOW_COOKIE, &flow)],
+            )
+            .await;
+        assert_eq!(hinted.status(), StatusCode::SEE_OTHER);
+        let confirm_flow = set_cookie(&hinted, FLOW_COOKIE).unwrap();
+        let location = hinted.headers()["location"].to_str().unwrap().to_owned();
+        let signed_in = follow_until(
+            &browser(),
+            with_param(Url::parse(&location).unwrap(), "login_hint", entra_admin).as_str(),
+            REDIRECT_URI,
+        )
+        .await;
+        let confirmed = self
+            .callback(
+                "/sign_in/entra/callback",
+                &signed_in,
+                &[(SESSION_COOKIE, session), (FLOW_COOKIE, &confirm_flow)],
+            )
+            .await;
+        assert_eq!(confirmed.status(), StatusCode::OK);
+        confirmed.json().await.unwrap()
+    }
+
+    /// `contoso.com` on the settings screen.
+    async fn contoso_on_settings(&self, session: &str) -> Value {
+        self.db.run_projections().await;
+        let settings = self.settings(session).await;
+        settings["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["domain"] == "contoso.com")
+            .cloned()
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_entra_administrators_sign_in_whose_token_verifies_the_domain_proves_it() {
+    // Arrange: contoso.com claimed, bound to the contoso Entra tenant, still pending.
+    let world = world_with_domain(false, false).await;
+    let (_, session) = admin_session(&world).await;
+    let shown = world.contoso_on_settings(&session).await;
+    assert_eq!(shown["status"], "pending", "{shown}");
+    let refused = world
+        .db
+        .commands()
+        .create_user(
+            &admin(world.tenant),
+            world.tenant,
+            new_user("alice@contoso.com", NewUserSignIn::EntraId),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(api::application::CommandError::DomainClaim(
+                domain::domain_claim::DomainClaimError::NotProven
+            ))
+        ),
+        "{refused:?}"
+    );
+
+    // Act: the consent confirmation is signed by a contoso user whose token has xms_edov false.
+    let body = world
+        .consent_confirmed_by(&session, "unverified@contoso.com")
+        .await;
+
+    // Assert: consent is granted, but Microsoft did not vouch for the domain.
+    assert_eq!(body["consent"], "granted");
+    assert_eq!(
+        world.contoso_on_settings(&session).await["status"],
+        "pending"
+    );
+
+    // Act: again, signed by contoso's administrator, whose token says the domain is verified.
+    let body = world
+        .consent_confirmed_by(&session, "admin@contoso.com")
+        .await;
+
+    // Assert: Microsoft's word proves the domain; its Entra users can now be created.
+    assert_eq!(body["consent"], "granted");
+    let shown = world.contoso_on_settings(&session).await;
+    assert_eq!(shown["status"], "proven", "{shown}");
+    assert_eq!(shown["proof"], "entra_verified_domain");
+    assert_eq!(shown["txt_record"], Value::Null);
+    let user = world.entra_user("alice@contoso.com").await;
+    let response = world.sign_in("alice@contoso.com", |url| url).await;
+    assert_eq!(response.status(), StatusCode::OK, "alice signs in");
+    assert!(world.bound_identity(user).await.is_some());
+    world.db.assert_projections_verify().await;
+}
+
+#[tokio::test]
+async fn a_user_linked_through_a_domain_that_is_not_proven_cannot_sign_in_with_entra() {
+    // Arrange: contoso.com pending, and a link made before proof existed, written straight to
+    // the user's stream as an old log holds it (the use cases no longer link through it).
+    let world = world_with_domain(true, false).await;
+    let commands = world.db.commands();
+    let tenant = world.tenant;
+    let user_id = commands
+        .create_user(
+            &admin(tenant),
+            tenant,
+            new_user("alice@contoso.com", NewUserSignIn::Sms),
+        )
+        .await
+        .unwrap()
+        .user_id;
+    let binding = domain::entra::DomainBinding {
+        tenant_id: tenant,
+        domain: DomainName::parse("contoso.com").unwrap(),
+        entra_tenant_id: tid(CONTOSO_TID),
+    };
+    commands
+        .users()
+        .execute(
+            &user_id.to_string(),
+            domain::TenantScoped::new(
+                tenant,
+                domain::user::UserCommand::LinkUserToEntra { binding },
+            ),
+            &admin(tenant),
+        )
+        .await
+        .unwrap();
+    world.db.run_projections().await;
+
+    // Act
+    let refused = problem_type(world.sign_in("alice@contoso.com", |url| url).await).await;
+
+    // Assert: a pending domain binds no sign-in, whatever Microsoft's token says.
+    assert_eq!(
+        (refused.0, refused.1.as_str()),
+        (StatusCode::FORBIDDEN, "entra-not-linked")
+    );
+    assert_eq!(world.bound_identity(user_id).await, None);
 }
 
 #[tokio::test]

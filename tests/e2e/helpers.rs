@@ -274,3 +274,47 @@ impl Drop for PrivateCluster {
             .output();
     }
 }
+
+/// Proves that `tenant_id` owns its claimed `domain` with the fact a DNS check would produce
+/// when the tenant's TXT record is published: for tests about what a proven domain allows. The
+/// check itself runs against a real DNS server in `domain_proof`.
+pub async fn prove_domain(
+    commands: &Commands,
+    tenant_id: TenantId,
+    domain: &domain::values::DomainName,
+) {
+    let challenge = commands.domain_challenge(tenant_id, domain);
+    commands
+        .prove_domain(
+            &admin(tenant_id),
+            tenant_id,
+            domain.clone(),
+            domain::domain_claim::DomainEvidence::DnsTxt {
+                record_name: challenge.record_name,
+                found: vec![challenge.value.clone()],
+                expected: challenge.value,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Claims `domain` for `tenant_id`, bound to `entra_tenant_id`, and proves it (see
+/// [`prove_domain`]).
+pub async fn bind_proven_domain(
+    commands: &Commands,
+    tenant_id: TenantId,
+    domain: &domain::values::DomainName,
+    entra_tenant_id: domain::ids::EntraTenantId,
+) {
+    commands
+        .bind_domain(
+            &admin(tenant_id),
+            tenant_id,
+            domain.clone(),
+            entra_tenant_id,
+        )
+        .await
+        .unwrap();
+    prove_domain(commands, tenant_id, domain).await;
+}

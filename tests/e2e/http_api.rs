@@ -29,7 +29,7 @@ pub(crate) struct Api {
 
 impl Api {
     /// A request of `who` to `path`.
-    fn request(&self, who: &As, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, who: &As, method: Method, path: &str) -> RequestBuilder {
         let request = self.client.request(method, format!("{}{path}", self.base));
         match who {
             As::Anonymous => request,
@@ -225,6 +225,13 @@ async fn an_administrator_goes_through_the_seed_story_over_http() {
         .call_traced(&w.admin, Method::POST, &format!("/tenants/{t}/domains"), Some(json!({"domain": "contoso.com", "entra_tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47"})), Some(&bind_id))
         .await;
     assert_eq!(status, StatusCode::OK);
+    // The proof a published TXT record gives (checked against real DNS in `domain_proof`).
+    crate::helpers::prove_domain(
+        &w.db.commands(),
+        w.tenant,
+        &domain::values::DomainName::parse("contoso.com").unwrap(),
+    )
+    .await;
     let (status, created, _) = w
         .api
         .call_traced(&w.admin, Method::POST, &format!("/tenants/{t}/users"), Some(json!({"email": "Jan@Contoso.com", "display_name": "Jan Jansen", "role": "user", "locale": "nl", "method": "sms"})), Some(&jan_id))
@@ -851,6 +858,14 @@ async fn bind_contoso(w: &World) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "pending", "{answer}");
+    // The proof a published TXT record gives (checked against real DNS in `domain_proof`).
+    crate::helpers::prove_domain(
+        &w.db.commands(),
+        w.tenant,
+        &domain::values::DomainName::parse("contoso.com").unwrap(),
+    )
+    .await;
 }
 
 /// Links (or unlinks) users through `contoso.com` over HTTP and brings the read models up.

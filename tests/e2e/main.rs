@@ -9,6 +9,8 @@ mod audit;
 mod bad_input;
 mod concurrency;
 mod delivery;
+mod dns_server;
+mod domain_proof;
 mod embedded_database;
 mod entra_sign_in;
 mod erasure;

@@ -143,10 +143,7 @@ async fn linking_removes_the_password_and_unlinking_sends_a_new_link() {
     let commands = db.commands();
     let tenant = register_tenant(&commands, "Akkermans Accountants").await;
     let domain = DomainName::parse("contoso.com").unwrap();
-    commands
-        .bind_domain(&admin(tenant), tenant, domain.clone(), entra(1))
-        .await
-        .unwrap();
+    crate::helpers::bind_proven_domain(&commands, tenant, &domain, entra(1)).await;
     let created = commands
         .create_user(
             &admin(tenant),

@@ -40,10 +40,7 @@ async fn commands_persist_and_reload_into_the_same_state() {
         .await
         .unwrap();
     let domain = DomainName::parse("contoso.com").unwrap();
-    commands
-        .bind_domain(&admin(tenant), tenant, domain.clone(), entra(1))
-        .await
-        .unwrap();
+    crate::helpers::bind_proven_domain(&commands, tenant, &domain, entra(1)).await;
     let sms = commands
         .create_user(
             &admin(tenant),

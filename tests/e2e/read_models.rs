@@ -119,10 +119,7 @@ pub(crate) async fn random_history(db: &TestDb, steps: usize, seed: u64) -> (Com
     let commands = db.commands();
     let tenant = register_tenant(&commands, "Akkermans Accountants").await;
     let contoso = DomainName::parse("contoso.com").unwrap();
-    commands
-        .bind_domain(&admin(tenant), tenant, contoso.clone(), entra(1))
-        .await
-        .unwrap();
+    crate::helpers::bind_proven_domain(&commands, tenant, &contoso, entra(1)).await;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut users: Vec<UserId> = Vec::new();
     for step in 0..steps {
@@ -536,10 +533,7 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
     let commands = db.commands();
     let tenant = register_tenant(&commands, "Akkermans Accountants").await;
     let domain = DomainName::parse("contoso.com").unwrap();
-    commands
-        .bind_domain(&admin(tenant), tenant, domain.clone(), entra(1))
-        .await
-        .unwrap();
+    crate::helpers::bind_proven_domain(&commands, tenant, &domain, entra(1)).await;
     let create = |email: &'static str, method| {
         let commands = &commands;
         async move {

@@ -180,18 +180,13 @@ async fn many_tenants(db: &TestDb, tenants: usize, steps: usize, seed: u64) -> V
     for index in 0..tenants {
         let tenant = register_tenant(&commands, &format!("Kantoor {index}")).await;
         let domain = DomainName::parse(&format!("kantoor{index}.nl")).unwrap();
-        commands
-            .bind_domain(&admin(tenant), tenant, domain, entra(100 + index as u128))
-            .await
-            .unwrap();
+        crate::helpers::bind_proven_domain(&commands, tenant, &domain, entra(100 + index as u128))
+            .await;
         ids.push(tenant);
         users.push(Vec::new());
     }
     let shared = DomainName::parse("gedeeld.nl").unwrap();
-    commands
-        .bind_domain(&admin(ids[0]), ids[0], shared.clone(), entra(7))
-        .await
-        .unwrap();
+    crate::helpers::bind_proven_domain(&commands, ids[0], &shared, entra(7)).await;
     for round in 0..2 {
         for step in 0..steps {
             let index = rng.random_range(0..tenants);
@@ -212,10 +207,7 @@ async fn many_tenants(db: &TestDb, tenants: usize, steps: usize, seed: u64) -> V
                 .release_domain(&admin(ids[0]), ids[0], shared.clone())
                 .await
                 .unwrap();
-            commands
-                .bind_domain(&admin(ids[1]), ids[1], shared.clone(), entra(8))
-                .await
-                .unwrap();
+            crate::helpers::bind_proven_domain(&commands, ids[1], &shared, entra(8)).await;
         }
         checkpoint(db).await;
     }

@@ -67,9 +67,26 @@ async fn one_domain_racing_into_two_tenants_has_exactly_one_winner() {
     for round in 0..ROUNDS {
         let domain = DomainName::parse(&format!("contoso{round}.com")).unwrap();
         let (first_admin, second_admin) = (admin(first), admin(second));
+        // Pending claims do not exclude each other; the proofs race.
+        commands
+            .bind_domain(&first_admin, first, domain.clone(), entra(1))
+            .await
+            .unwrap();
+        commands
+            .bind_domain(&second_admin, second, domain.clone(), entra(2))
+            .await
+            .unwrap();
+        let proof = |tenant| {
+            let challenge = commands.domain_challenge(tenant, &domain);
+            domain::domain_claim::DomainEvidence::DnsTxt {
+                record_name: challenge.record_name,
+                found: vec![challenge.value.clone()],
+                expected: challenge.value,
+            }
+        };
         let (a, b) = tokio::join!(
-            commands.bind_domain(&first_admin, first, domain.clone(), entra(1)),
-            commands.bind_domain(&second_admin, second, domain.clone(), entra(2)),
+            commands.prove_domain(&first_admin, first, domain.clone(), proof(first)),
+            commands.prove_domain(&second_admin, second, domain.clone(), proof(second)),
         );
         assert_eq!(
             [a.is_ok(), b.is_ok()].iter().filter(|won| **won).count(),

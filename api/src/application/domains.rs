@@ -1,16 +1,18 @@
-//! Domain use cases: binding a domain to an Entra tenant, and `LinkDomainUsers` /
+//! Domain use cases: claiming a domain and binding it to an Entra tenant, proving that the
+//! tenant owns it (a DNS TXT record, or Microsoft's word: ADR-0025), and `LinkDomainUsers` /
 //! `UnlinkDomainUsers` as a process over the selected users' streams, with a dry run.
 
 use futures::{StreamExt, stream};
 
 use domain::TenantScoped;
-use domain::domain_claim::{DomainClaim, DomainClaimCommand, DomainClaimError};
+use domain::domain_claim::{DomainClaim, DomainClaimCommand, DomainClaimError, DomainEvidence};
 use domain::entra::DomainBinding;
 use domain::ids::{EntraTenantId, TenantId, UserId};
 use domain::user::{UserCommand, UserError, UserEvent};
 use domain::values::DomainName;
 
 use super::{CommandError, Commands, MAX_USERS_PER_REQUEST, credentials};
+use crate::dns::{self, TxtResolver};
 use crate::executor::{CommandContext, Committed};
 
 /// Users processed at once within one request.
@@ -41,6 +43,29 @@ pub enum DomainUserResult {
     Failed(CommandError),
 }
 
+/// The DNS TXT record that proves a tenant owns a domain: what the settings screen tells the
+/// administrator to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainChallenge {
+    /// Where: `_finteqx-challenge.<domain>`.
+    pub record_name: String,
+    /// What: the tenant's value for this domain.
+    pub value: String,
+}
+
+/// How a proof check ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// The domain is proven; the position of the proof for read-your-writes, absent when it was
+    /// proven before.
+    Proven {
+        /// The global position of the proof event.
+        position: Option<i64>,
+    },
+    /// The record was not found (or holds another value): the domain stays pending.
+    Pending,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
     Link,
@@ -48,10 +73,11 @@ enum Direction {
 }
 
 impl Commands {
-    /// Claims `domain` for the tenant and binds it to `entra_tenant_id` (or rebinds it).
+    /// Claims `domain` for the tenant and binds it to `entra_tenant_id` (or rebinds it). A new
+    /// claim is pending until the tenant proves that it owns the domain.
     ///
     /// # Errors
-    /// [`CommandError::DomainClaim`] when another tenant holds it or users are still linked
+    /// [`CommandError::DomainClaim`] when another tenant has proven it or users are still linked
     /// through it to another Entra tenant, or an infrastructure error.
     pub async fn bind_domain(
         &self,
@@ -72,6 +98,92 @@ impl Commands {
             .domains
             .execute(domain.as_str(), command, context)
             .await?)
+    }
+
+    /// The TXT record `tenant_id` publishes to prove that it owns `domain`.
+    pub fn domain_challenge(&self, tenant_id: TenantId, domain: &DomainName) -> DomainChallenge {
+        DomainChallenge {
+            record_name: dns::challenge_name(domain),
+            value: self.keys.domain_challenges.value_for(tenant_id, domain),
+        }
+    }
+
+    /// Checks the tenant's TXT record for `domain` now, with a real DNS resolver, and records
+    /// the proof when the tenant's value is there.
+    ///
+    /// # Errors
+    /// [`CommandError::DomainClaim`] when the tenant has not claimed the domain or another tenant
+    /// has proven it, [`CommandError::Unavailable`] when DNS gave no answer.
+    #[tracing::instrument(skip_all, fields(tenant.id = %tenant_id, domain = %domain))]
+    pub async fn verify_domain(
+        &self,
+        context: &CommandContext,
+        resolver: &TxtResolver,
+        tenant_id: TenantId,
+        domain: DomainName,
+    ) -> Result<VerifyOutcome, CommandError> {
+        // Refuse what no record can fix before asking DNS.
+        let claim = self.domains.load(domain.as_str()).await?;
+        if claim
+            .proven()
+            .is_some_and(|owner| owner.binding.tenant_id != tenant_id)
+        {
+            return Err(DomainClaimError::ClaimedByAnotherTenant.into());
+        }
+        match claim.claim_of(tenant_id) {
+            None => return Err(DomainClaimError::NotClaimedByTenant.into()),
+            Some(own) if own.is_proven() => return Ok(VerifyOutcome::Proven { position: None }),
+            Some(_) => {}
+        }
+        let challenge = self.domain_challenge(tenant_id, &domain);
+        let found = resolver
+            .txt_values(&challenge.record_name)
+            .await
+            .map_err(|e| CommandError::Unavailable(e.into()))?;
+        let evidence = DomainEvidence::DnsTxt {
+            record_name: challenge.record_name,
+            expected: challenge.value,
+            found,
+        };
+        match self
+            .prove_domain(context, tenant_id, domain, evidence)
+            .await
+        {
+            Ok(committed) => Ok(VerifyOutcome::Proven {
+                position: committed.last_position(),
+            }),
+            Err(CommandError::DomainClaim(DomainClaimError::TxtRecordNotFound)) => {
+                tracing::info!("domain proof record not found");
+                Ok(VerifyOutcome::Pending)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `ProveDomain` with evidence the caller gathered (a DNS answer, an Entra token's claims).
+    ///
+    /// # Errors
+    /// [`CommandError::DomainClaim`] when the evidence does not prove ownership, the tenant has
+    /// not claimed the domain or another tenant has proven it; or an infrastructure error.
+    pub async fn prove_domain(
+        &self,
+        context: &CommandContext,
+        tenant_id: TenantId,
+        domain: DomainName,
+        evidence: DomainEvidence,
+    ) -> Result<Committed<DomainClaim>, CommandError> {
+        let command = DomainClaimCommand::ProveDomain {
+            tenant_id,
+            evidence,
+        };
+        let committed = self
+            .domains
+            .execute(domain.as_str(), command, context)
+            .await?;
+        if !committed.events.is_empty() {
+            tracing::info!(tenant.id = %tenant_id, domain = %domain, "domain proven");
+        }
+        Ok(committed)
     }
 
     /// Releases `domain`.
@@ -101,7 +213,8 @@ impl Commands {
     ///
     /// # Errors
     /// [`CommandError::TooManyUsers`], or [`CommandError::DomainClaim`] when the tenant has not
-    /// claimed the domain. Per-user refusals are in the outcomes, not errors.
+    /// claimed the domain or not proven that it owns it (`NotProven`): then nobody is linked.
+    /// Per-user refusals are in the outcomes, not errors.
     pub async fn link_domain_users(
         &self,
         context: &CommandContext,
@@ -156,11 +269,9 @@ impl Commands {
         tenant_id: TenantId,
         domain: &DomainName,
     ) -> Result<DomainBinding, CommandError> {
+        // Only a proven claim binds: a pending domain signs no one in and links no one.
         let claim = self.domains.load(domain.as_str()).await?;
-        claim
-            .binding_for(tenant_id)
-            .cloned()
-            .ok_or_else(|| DomainClaimError::NotClaimedByTenant.into())
+        Ok(claim.proven_binding_for(tenant_id)?.clone())
     }
 
     async fn for_each_user(

@@ -6,7 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use domain::TenantScoped;
-use domain::entra::{AuthorizationError, EntraSignInRefusal, classify_authorization_error};
+use domain::domain_claim::{DomainEvidence, TenantClaim};
+use domain::entra::{
+    AuthorizationError, EntraClaims, EntraSignInRefusal, classify_authorization_error,
+};
 use domain::ids::{EntraTenantId, SignInId, TenantId, UserId};
 use domain::sign_in::{EntraSignInOutcome, SignInCommand, SignInMethod};
 use domain::sign_in_rule::{SignInRequirement, required_sign_in};
@@ -497,10 +500,51 @@ impl Commands {
                     ConsentDecision::Granted,
                 )
                 .await?;
+                self.prove_domain_by_entra(context, pending.tenant_id, &token.claims)
+                    .await?;
                 Ok(EntraOutcome::ConsentGranted(entra_tenant_id))
             }
             Redeemed::Token(_) => Err(EntraFlowError::ConsentNotConfirmed.into()),
             Redeemed::Error(_) => Ok(EntraOutcome::Failed),
+        }
+    }
+}
+
+impl Commands {
+    /// Microsoft's word on a domain (ADR-0025): the Entra administrator's sign-in that confirms
+    /// consent proves the tenant's pending claim on the token's e-mail domain when the token
+    /// comes from the Entra tenant the claim is bound to and says that tenant has verified the
+    /// domain (`xms_edov`). Anything less proves nothing and is not an error: consent stands.
+    async fn prove_domain_by_entra(
+        &self,
+        context: &CommandContext,
+        tenant_id: TenantId,
+        claims: &EntraClaims,
+    ) -> Result<(), CommandError> {
+        let Some(email) = &claims.email else {
+            return Ok(());
+        };
+        let domain = email.domain().clone();
+        let claim = self.domains.load(domain.as_str()).await?;
+        if claim.claim_of(tenant_id).is_none_or(TenantClaim::is_proven) {
+            return Ok(());
+        }
+        let evidence = DomainEvidence::EntraToken {
+            entra_tenant_id: claims.identity.entra_tenant_id,
+            email_domain: Some(domain.clone()),
+            email_domain_verified: claims.email_domain_verified,
+            is_guest: claims.is_guest,
+        };
+        match self
+            .prove_domain(context, tenant_id, domain, evidence)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CommandError::DomainClaim(refusal)) => {
+                tracing::info!(tenant.id = %tenant_id, reason = %refusal, "the Entra sign-in proves no domain");
+                Ok(())
+            }
+            Err(error) => Err(error),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-pub use domains::{DomainUserOutcome, DomainUserResult};
+pub use domains::{DomainChallenge, DomainUserOutcome, DomainUserResult, VerifyOutcome};
 pub use entra::{Callback, EntraFlowError, EntraOutcome, EntraRedirect};
 pub use error::CommandError;
 pub use sign_in::{CodeOutcome, PasswordOutcome, SignedIn};
@@ -24,7 +24,8 @@ pub use users::{CreatedUser, NewUser, NewUserSignIn};
 use crate::clock::Clock;
 use crate::executor::CommandExecutor;
 use crate::keys::{
-    AttemptCookies, CodeHasher, EmailLookup, PasswordHashing, PasswordTokens, PhoneLookup,
+    AttemptCookies, CodeHasher, DomainChallenges, EmailLookup, PasswordHashing, PasswordTokens,
+    PhoneLookup,
 };
 use crate::personal_data::PersonalDataKeys;
 use domain::domain_claim::DomainClaim;
@@ -46,6 +47,8 @@ pub struct Keys {
     pub phone_lookup: PhoneLookup,
     /// The attempt cookie's MAC.
     pub attempt_cookies: AttemptCookies,
+    /// The TXT values that prove domain ownership (ADR-0025).
+    pub domain_challenges: DomainChallenges,
 }
 
 /// The write side: one executor per aggregate type, plus what the use cases need beside them.

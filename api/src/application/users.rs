@@ -6,6 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use domain::TenantScoped;
+use domain::domain_claim::DomainClaimError;
 use domain::email_claim::{EmailClaimCommand, EmailClaimError};
 use domain::ids::{CredentialId, PasswordTokenId, TenantId, UserId};
 use domain::metadata::NamedCommand;
@@ -71,11 +72,15 @@ pub struct CreatedUser {
 
 impl Commands {
     /// `CreateUser`: claims the e-mail address on the whole platform, then creates the account;
-    /// with Entra ID the e-mail's domain must be claimed by the tenant and is linked at once.
+    /// with Entra ID the e-mail's domain must be claimed and proven by the tenant and is linked
+    /// at once.
     ///
     /// # Errors
-    /// [`CommandError::EmailClaim`] when the address is taken, [`CommandError::User`] or
-    /// [`CommandError::Tenant`] for broken rules, or an infrastructure error.
+    /// [`CommandError::EmailClaim`] when the address is taken, [`CommandError::DomainClaim`] when
+    /// the address is on a domain another tenant has proven (`AddressOnAnotherTenantsDomain`) or,
+    /// for Entra ID, the tenant's own claim is still pending (`NotProven`),
+    /// [`CommandError::User`] or [`CommandError::Tenant`] for broken rules, or an
+    /// infrastructure error.
     pub async fn create_user(
         &self,
         context: &CommandContext,
@@ -85,16 +90,20 @@ impl Commands {
         self.ensure_tenant(tenant_id).await?;
         let user_id = UserId::from_uuid(Uuid::now_v7());
         let email_key = self.keys.email_lookup.key_for(&new_user.email);
+        let claim = self.domains.load(new_user.email.domain().as_str()).await?;
+        claim.check_address_for(tenant_id)?;
         let method = match new_user.sign_in {
             NewUserSignIn::Sms => NewUserMethod::Sms {
                 password_token: self.new_password_token(),
             },
             NewUserSignIn::EntraId => {
-                let claim = self.domains.load(new_user.email.domain().as_str()).await?;
-                let binding = claim
-                    .binding_for(tenant_id)
-                    .cloned()
-                    .ok_or(UserError::DomainNotClaimedByTenant)?;
+                let binding = match claim.proven_binding_for(tenant_id) {
+                    Ok(binding) => binding.clone(),
+                    Err(DomainClaimError::NotProven) => {
+                        return Err(DomainClaimError::NotProven.into());
+                    }
+                    Err(_) => return Err(UserError::DomainNotClaimedByTenant.into()),
+                };
                 NewUserMethod::EntraId { binding }
             }
         };
@@ -141,6 +150,11 @@ impl Commands {
     ) -> Result<Committed<User>, CommandError> {
         let user = self.users.load(&user_id.to_string()).await?;
         let account = user.account_in(tenant_id).ok_or(UserError::UserNotFound)?;
+        // An address on a domain another tenant has proven is that organisation's to give.
+        self.domains
+            .load(email.domain().as_str())
+            .await?
+            .check_address_for(tenant_id)?;
         let old_key = account.email_key.clone();
         let new_key = self.keys.email_lookup.key_for(&email);
         let command = TenantScoped::new(

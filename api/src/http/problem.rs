@@ -31,6 +31,7 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "code-resend-too-soon",
     "code-wrong",
     "concurrent-change",
+    "cross-site-request",
     "cursor-malformed",
     "dependency-unavailable",
     "display-name-control-characters",
@@ -40,7 +41,11 @@ pub const PROBLEM_TYPES: &[&str] = &[
     "domain-has-linked-users",
     "domain-malformed",
     "domain-not-linked",
+    "domain-not-proven",
     "domain-not-registrable",
+    "domain-proof-insufficient",
+    "domain-proof-not-found",
+    "email-domain-of-another-organisation",
     "email-malformed",
     "email-not-held",
     "email-not-on-domain",
@@ -319,6 +324,21 @@ impl From<&CommandError> for Problem {
             CommandError::DomainClaim(DomainClaimError::HasLinkedUsers { .. }) => {
                 (S::CONFLICT, "domain-has-linked-users", Some("domain"))
             }
+            CommandError::DomainClaim(DomainClaimError::NotProven) => {
+                (S::CONFLICT, "domain-not-proven", Some("domain"))
+            }
+            CommandError::DomainClaim(DomainClaimError::TxtRecordNotFound) => {
+                (S::CONFLICT, "domain-proof-not-found", Some("domain"))
+            }
+            CommandError::DomainClaim(DomainClaimError::EntraProofInsufficient) => {
+                (S::CONFLICT, "domain-proof-insufficient", Some("domain"))
+            }
+            // Says that the domain belongs to someone else, never whom (spec §1).
+            CommandError::DomainClaim(DomainClaimError::AddressOnAnotherTenantsDomain) => (
+                S::CONFLICT,
+                "email-domain-of-another-organisation",
+                Some("email"),
+            ),
             CommandError::EmailClaim(EmailClaimError::EmailTaken) => {
                 (S::CONFLICT, "email-taken", Some("email"))
             }
@@ -430,6 +450,10 @@ mod tests {
             CommandError::DomainClaim(DomainClaimError::ClaimedByAnotherTenant),
             CommandError::DomainClaim(DomainClaimError::NotClaimedByTenant),
             CommandError::DomainClaim(DomainClaimError::HasLinkedUsers { linked_users: 1 }),
+            CommandError::DomainClaim(DomainClaimError::NotProven),
+            CommandError::DomainClaim(DomainClaimError::TxtRecordNotFound),
+            CommandError::DomainClaim(DomainClaimError::EntraProofInsufficient),
+            CommandError::DomainClaim(DomainClaimError::AddressOnAnotherTenantsDomain),
             CommandError::EmailClaim(EmailClaimError::EmailTaken),
             CommandError::EmailClaim(EmailClaimError::NotHeldByUser),
             CommandError::Entra(EntraFlowError::NotConfigured),

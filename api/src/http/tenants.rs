@@ -1,4 +1,5 @@
-//! The settings screen and the tenant's commands: MFA policy, domains, linking and unlinking.
+//! The settings screen and the tenant's commands: MFA policy, domains and their proof of
+//! ownership, linking and unlinking.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +18,7 @@ use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::Problem;
 use super::{Accepted, command_problem, field};
-use crate::application::{CommandError, DomainUserResult};
+use crate::application::{CommandError, DomainChallenge, DomainUserResult, VerifyOutcome};
 use crate::startup::AppState;
 
 /// The routes of this module.
@@ -27,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(set_mfa_policy))
         .routes(routes!(bind_domain))
         .routes(routes!(release_domain))
+        .routes(routes!(verify_domain))
         .routes(routes!(link_domain_users))
         .routes(routes!(unlink_domain_users))
 }
@@ -46,7 +48,7 @@ pub struct SettingsResponse {
     pub domains: Vec<DomainResponse>,
 }
 
-/// A linked domain.
+/// A claimed domain.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DomainResponse {
     /// The domain.
@@ -55,6 +57,30 @@ pub struct DomainResponse {
     pub entra_tenant_id: Uuid,
     /// `granted`, `refused`, `required`, or absent when none was recorded.
     pub consent: Option<String>,
+    /// `pending` (not bound for sign-in, no user can be linked) or `proven`.
+    pub status: &'static str,
+    /// How ownership was proven: `dns_txt` or `entra_verified_domain`; absent while pending.
+    pub proof: Option<String>,
+    /// While pending: the DNS TXT record to publish, then `POST .../verify`.
+    pub txt_record: Option<TxtRecord>,
+}
+
+/// A DNS TXT record that proves the tenant owns a domain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TxtRecord {
+    /// The record's name, e.g. `_finteqx-challenge.contoso.com`.
+    pub name: String,
+    /// The value to publish, e.g. `finteqx-domain-verification=…`.
+    pub value: String,
+}
+
+impl From<DomainChallenge> for TxtRecord {
+    fn from(challenge: DomainChallenge) -> Self {
+        Self {
+            name: challenge.record_name,
+            value: challenge.value,
+        }
+    }
 }
 
 /// `GET /tenants/{tenant_id}/settings`: policy and domains of the settings screen.
@@ -77,15 +103,30 @@ pub async fn get_settings(
         domains: view
             .domains
             .into_iter()
-            .map(|domain| DomainResponse {
-                domain: domain.domain,
-                entra_tenant_id: domain.entra_tenant_id.as_uuid(),
-                consent: domain.consent.map(|consent| {
-                    serde_json::to_value(consent)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                }),
+            .map(|domain| {
+                let txt_record = match (&domain.proof, DomainName::parse(&domain.domain)) {
+                    (None, Ok(name)) => {
+                        Some(app.commands.domain_challenge(tenant_id, &name).into())
+                    }
+                    _ => None,
+                };
+                DomainResponse {
+                    status: if domain.proof.is_some() {
+                        "proven"
+                    } else {
+                        "pending"
+                    },
+                    proof: domain.proof,
+                    txt_record,
+                    domain: domain.domain,
+                    entra_tenant_id: domain.entra_tenant_id.as_uuid(),
+                    consent: domain.consent.map(|consent| {
+                        serde_json::to_value(consent)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    }),
+                }
             })
             .collect(),
     }))
@@ -132,16 +173,31 @@ pub struct BindDomainRequest {
     pub entra_tenant_id: String,
 }
 
-/// `POST /tenants/{tenant_id}/domains`: claims a domain and binds it to an Entra tenant.
+/// A claimed domain and how to prove it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DomainClaimResponse {
+    /// The global position of the last event; absent when nothing changed.
+    pub position: Option<i64>,
+    /// `pending` until the tenant proves that it owns the domain, then `proven`.
+    pub status: &'static str,
+    /// While pending: the DNS TXT record to publish, then `POST .../verify`.
+    pub txt_record: Option<TxtRecord>,
+}
+
+/// `POST /tenants/{tenant_id}/domains`: claims a domain and binds it to an Entra tenant. A new
+/// claim is `pending`: it binds no sign-in and links no user until the tenant proves that it
+/// owns the domain (a DNS TXT record, or an Entra administrator's sign-in whose token says the
+/// domain is verified). A domain another tenant has proven answers
+/// `domain-claimed-by-another-tenant`.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/domains", tag = "domains",
     params(("tenant_id" = Uuid, Path, description = "The tenant")),
     request_body = BindDomainRequest,
-    responses((status = 200, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = DomainClaimResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem, description = "`domain-claimed-by-another-tenant`, `domain-has-linked-users`"), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn bind_domain(
     State(app): State<AppState>,
     admin: TenantAdmin,
     ApiJson(body): ApiJson<BindDomainRequest>,
-) -> Result<Json<Accepted>, Problem> {
+) -> Result<Json<DomainClaimResponse>, Problem> {
     let TenantAdmin {
         tenant_id, context, ..
     } = admin;
@@ -152,11 +208,48 @@ pub async fn bind_domain(
     )?;
     let committed = app
         .commands
-        .bind_domain(&context, tenant_id, domain, entra)
+        .bind_domain(&context, tenant_id, domain.clone(), entra)
         .await
         .map_err(|e| command_problem(&e))?;
-    Ok(Json(Accepted {
+    let proven = committed.aggregate.binding_for(tenant_id).is_some();
+    Ok(Json(DomainClaimResponse {
         position: committed.last_position(),
+        status: if proven { "proven" } else { "pending" },
+        txt_record: (!proven).then(|| app.commands.domain_challenge(tenant_id, &domain).into()),
+    }))
+}
+
+/// `POST /tenants/{tenant_id}/domains/{domain}/verify`: checks the domain's DNS TXT record now
+/// and answers `proven` (recorded) or `pending` (the record to publish). A domain another tenant
+/// has proven answers `domain-claimed-by-another-tenant`; no DNS answer, 503.
+#[utoipa::path(post, path = "/tenants/{tenant_id}/domains/{domain}/verify", tag = "domains",
+    params(("tenant_id" = Uuid, Path, description = "The tenant"), ("domain" = String, Path, description = "The domain")),
+    responses((status = 200, body = DomainClaimResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem, description = "`domain-claimed-by-another-tenant`"), (status = 422, body = Problem, description = "`domain-not-linked`: the tenant has not claimed the domain"), (status = 503, body = Problem)))]
+pub async fn verify_domain(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    ApiPath((_, domain)): ApiPath<(Uuid, String)>,
+) -> Result<Json<DomainClaimResponse>, Problem> {
+    let TenantAdmin {
+        tenant_id, context, ..
+    } = admin;
+    let domain = field("domain", DomainName::parse(&domain))?;
+    let outcome = app
+        .commands
+        .verify_domain(&context, &app.dns, tenant_id, domain.clone())
+        .await
+        .map_err(|e| command_problem(&e))?;
+    Ok(Json(match outcome {
+        VerifyOutcome::Proven { position } => DomainClaimResponse {
+            position,
+            status: "proven",
+            txt_record: None,
+        },
+        VerifyOutcome::Pending => DomainClaimResponse {
+            position: None,
+            status: "pending",
+            txt_record: Some(app.commands.domain_challenge(tenant_id, &domain).into()),
+        },
     }))
 }
 
@@ -260,11 +353,12 @@ async fn domain_users(
     Ok(Json(DomainUsersResponse { users }))
 }
 
-/// `POST /tenants/{tenant_id}/domains/{domain}/link_users`: `LinkDomainUsers`, per user.
+/// `POST /tenants/{tenant_id}/domains/{domain}/link_users`: `LinkDomainUsers`, per user. A
+/// pending domain links nobody: `409 domain-not-proven`.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/domains/{domain}/link_users", tag = "domains",
     params(("tenant_id" = Uuid, Path, description = "The tenant"), ("domain" = String, Path, description = "The domain")),
     request_body = DomainUsersRequest,
-    responses((status = 200, body = DomainUsersResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = DomainUsersResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem, description = "`domain-not-proven`: the tenant has not proven that it owns the domain"), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn link_domain_users(
     State(app): State<AppState>,
     admin: TenantAdmin,
