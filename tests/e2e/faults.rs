@@ -142,7 +142,7 @@ async fn drive_tenant(
     let mut sms_required = false;
     let mut round = 0_usize;
     while !stop.load(Ordering::Relaxed) {
-        if users.len() < WORKING_SET || round % 5 == 0 {
+        if users.len() < WORKING_SET || round.is_multiple_of(5) {
             let email = format!("u{}@kantoor{index}.nl", Uuid::new_v4().simple());
             let body = json!({"email": email, "display_name": "Nieuw", "role": "user", "locale": "nl", "method": "sms"});
             let path = format!("/tenants/{t}/users");
@@ -168,7 +168,7 @@ async fn drive_tenant(
                 accepted.commands += 1;
             }
         }
-        if round % 10 == 0 {
+        if round.is_multiple_of(10) {
             let path = format!("/tenants/{t}/mfa_policy");
             let body = json!({"sms_required": !sms_required});
             if let Some(answer) = send_as_admin(Method::PUT, path, body).await {
