@@ -28,6 +28,42 @@ pub struct Settings {
     pub entra: EntraSettings,
     /// The resolver that checks domain proofs (ADR-0025).
     pub dns: DnsSettings,
+    /// Sign-in limits and the reverse proxies in front of the service (ADR-0024).
+    pub limits: LimitSettings,
+}
+
+/// Limits on password guessing, per address and client, and the proxies whose forwarding
+/// headers name the client (ADR-0024).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// Password attempts for one address from one client in 15 minutes.
+    pub password_attempts_per_address_and_client: u32,
+    /// Password attempts from one client (IPv6: one /64) in 15 minutes, whatever the address.
+    pub password_attempts_per_client: u32,
+    /// Password attempts for one address in 15 minutes from all clients together.
+    pub password_attempts_per_address: u32,
+    /// Comma-separated addresses and CIDR ranges of the reverse proxies in front of the service.
+    pub trusted_proxies: String,
+}
+
+impl LimitSettings {
+    /// The parsed proxy list.
+    ///
+    /// # Errors
+    /// An entry that is neither an address nor a CIDR range, naming the setting.
+    pub fn trusted_proxies(&self) -> anyhow::Result<crate::http::client::TrustedProxies> {
+        crate::http::client::TrustedProxies::parse(&self.trusted_proxies)
+            .context("limits.trusted_proxies (APP_LIMITS__TRUSTED_PROXIES)")
+    }
+
+    /// The password limits as the sign-in use case applies them.
+    pub fn sign_in(&self) -> crate::application::SignInLimits {
+        crate::application::SignInLimits {
+            per_address_and_client: i64::from(self.password_attempts_per_address_and_client),
+            per_client: i64::from(self.password_attempts_per_client),
+            per_address: i64::from(self.password_attempts_per_address),
+        }
+    }
 }
 
 /// The DNS resolver that reads the TXT records of domain proofs (ADR-0025).
@@ -304,6 +340,15 @@ impl Settings {
             bail!("commands.max_attempts (APP_COMMANDS__MAX_ATTEMPTS) must be at least 1");
         }
         self.audit.validate(self.application.environment)?;
+        self.limits.trusted_proxies()?;
+        if self.limits.password_attempts_per_address_and_client == 0
+            || self.limits.password_attempts_per_client == 0
+            || self.limits.password_attempts_per_address == 0
+        {
+            bail!(
+                "limits.password_attempts_* (APP_LIMITS__PASSWORD_ATTEMPTS_*) must be at least 1"
+            );
+        }
         if self.application.environment == Environment::Production
             && self.sms.provider == SmsProvider::Development
         {

@@ -14,6 +14,7 @@ use crate::application::{Commands, Keys};
 use crate::clock::SystemClock;
 use crate::configuration::Settings;
 use crate::embedded_postgres::{self, EmbeddedPostgres};
+use crate::http::client::TrustedProxies;
 use crate::keys::{AttemptCookies, CodeHasher, EmailLookup, PasswordTokens, PhoneLookup};
 use crate::personal_data::PersonalDataKeys;
 
@@ -33,8 +34,18 @@ pub struct AppState {
     pub entra: Option<Arc<crate::entra::Entra>>,
     /// The per-client limit on the login page's lookups.
     pub lookups: Arc<crate::http::limits::ClientLimiter>,
+    /// The reverse proxies whose forwarding headers name the client (ADR-0024).
+    pub trusted_proxies: TrustedProxies,
+    /// The service's own origin, the only one whose pages may change things with its cookies.
+    pub own_origin: crate::http::cross_site::OwnOrigin,
     /// Reads the TXT records of domain proofs (ADR-0025).
     pub dns: Arc<crate::dns::TxtResolver>,
+}
+
+impl axum::extract::FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        state.trusted_proxies.clone()
+    }
 }
 
 /// A database connection: a pool, and the embedded server behind it if one was started.
@@ -138,7 +149,8 @@ pub fn build_commands_with_clock(
         keys,
         Arc::new(personal_data),
         clock,
-    ))
+    )
+    .with_sign_in_limits(settings.limits.sign_in()))
 }
 
 /// The service, bound to its port.
@@ -175,6 +187,8 @@ impl Application {
                 lookups: Arc::new(crate::http::limits::ClientLimiter::per_minute(
                     settings.application.lookups_per_client_per_minute,
                 )),
+                trusted_proxies: settings.limits.trusted_proxies()?,
+                own_origin: crate::http::cross_site::OwnOrigin::of(&settings.email.public_base_url),
                 dns: Arc::new(crate::dns::TxtResolver::new(&settings.dns)?),
             },
         })

@@ -160,3 +160,60 @@ async fn a_new_password_or_address_ends_the_users_sessions_and_new_ones_work() {
     assert_signed_out_everywhere(&w, &second, "after a changed address").await;
     assert_signed_in(&w, &fresh, "the first administrator's new session").await;
 }
+
+#[tokio::test]
+async fn a_cross_site_request_with_the_session_cookie_changes_nothing() {
+    // Arrange
+    let w = world().await;
+    let deactivate = format!("/tenants/{}/users/{}/deactivate", w.tenant, w.user_id);
+    let before = w.db.event_count().await;
+    let own = w.db.settings().email.public_base_url;
+
+    // Act and assert: another site's page, as the browser names it in either header.
+    for (header, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let response = w
+            .api
+            .request(&w.admin, Method::POST, &deactivate)
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "{header}: {value}"
+        );
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:finteqx:problem:cross-site-request");
+        let sign_out = w
+            .api
+            .request(&w.admin, Method::POST, "/sign_out")
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            sign_out.status(),
+            StatusCode::FORBIDDEN,
+            "sign-out, {header}: {value}"
+        );
+    }
+    assert_eq!(w.db.event_count().await, before, "nothing changed");
+    assert_signed_in(&w, &w.admin, "not signed out by another site").await;
+
+    // The service's own pages may.
+    let response = w
+        .api
+        .request(&w.admin, Method::POST, &deactivate)
+        .header("origin", own.trim_end_matches('/'))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

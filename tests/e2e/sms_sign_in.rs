@@ -309,6 +309,10 @@ struct SmsWorld {
 }
 
 async fn sms_world() -> SmsWorld {
+    sms_world_with(|_| {}).await
+}
+
+async fn sms_world_with(configure: impl FnOnce(&mut api::configuration::Settings)) -> SmsWorld {
     let db = TestDb::new().await;
     let commands = db.commands();
     let tenant = register_tenant(&commands, "Akkermans Accountants").await;
@@ -337,6 +341,7 @@ async fn sms_world() -> SmsWorld {
     settings.sms.provider = api::configuration::SmsProvider::Cm;
     settings.sms.cm_base_url = cm.uri();
     settings.sms.cm_product_token = SecretString::from("test-token".to_owned());
+    configure(&mut settings);
     let base = db.spawn_app_with(&settings).await;
     SmsWorld {
         db,
@@ -687,4 +692,96 @@ async fn fifty_parallel_password_attempts_for_one_address_pass_exactly_the_limit
         .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!((checked, limited), (10, 40), "{statuses:?}");
+}
+
+/// A password attempt for Anne from `client`, as a proxy forwarding it would say.
+async fn password_from(base: &str, client: &str, password: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("{base}/sign_in/password"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": "anne@contoso.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn the_owner_signs_in_from_a_fresh_client_while_a_stranger_hammers_the_address() {
+    // Arrange: the service behind a proxy on 127.0.0.1.
+    let SmsWorld { base, .. } = sms_world_with(|settings| {
+        settings.limits.trusted_proxies = "127.0.0.1".to_owned();
+    })
+    .await;
+    let stranger = "203.0.113.9";
+
+    // Act: a stranger who knows the address guesses until refused.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(password_from(&base, stranger, "wrong password!!").await);
+    }
+
+    // Assert: the stranger is throttled, even with the right password now ...
+    assert_eq!(
+        statuses[..10],
+        [StatusCode::UNAUTHORIZED; 10],
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[10..],
+        [StatusCode::TOO_MANY_REQUESTS; 2],
+        "{statuses:?}"
+    );
+    assert_eq!(
+        password_from(&base, stranger, "correct horse battery staple").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ... and the owner, on their own client (an IPv6 address), goes on to the code step.
+    assert_eq!(
+        password_from(&base, "2001:db8:7:7::42", "correct horse battery staple").await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failures_lock_the_address_only_for_the_client_that_made_them() {
+    let SmsWorld { base, .. } = sms_world_with(|settings| {
+        settings.limits.trusted_proxies = "127.0.0.1".to_owned();
+    })
+    .await;
+    let stranger = "203.0.113.9";
+    for _ in 0..5 {
+        assert_eq!(
+            password_from(&base, stranger, "wrong password!!").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Five failures lock the address for the stranger's client: the right password is refused.
+    assert_eq!(
+        password_from(&base, stranger, "correct horse battery staple").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The owner's client has no failures of its own.
+    assert_eq!(
+        password_from(&base, "198.51.100.7", "correct horse battery staple").await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    // Arrange: no proxy is trusted, so every request comes from 127.0.0.1 whatever it claims.
+    let SmsWorld { base, .. } = sms_world().await;
+
+    // Act: ten wrong passwords, each claiming another client.
+    for n in 0..10 {
+        let status = password_from(&base, &format!("203.0.113.{n}"), "wrong password!!").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+
+    // Assert: a new claimed address does not reset the limit.
+    assert_eq!(
+        password_from(&base, "198.51.100.7", "correct horse battery staple").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

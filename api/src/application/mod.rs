@@ -63,6 +63,28 @@ pub struct Commands {
     personal_data: Arc<PersonalDataKeys>,
     passwords: PasswordHashing,
     clock: Arc<dyn Clock>,
+    limits: SignInLimits,
+}
+
+/// Password attempts allowed in 15 minutes (ADR-0024); the defaults are `base.yaml`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInLimits {
+    /// For one address from one client.
+    pub per_address_and_client: i64,
+    /// From one client, whatever the address.
+    pub per_client: i64,
+    /// For one address from all clients together.
+    pub per_address: i64,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        Self {
+            per_address_and_client: 10,
+            per_client: 100,
+            per_address: 100,
+        }
+    }
 }
 
 /// How long a set-password link works.
@@ -90,7 +112,15 @@ impl Commands {
             personal_data,
             passwords: PasswordHashing,
             clock,
+            limits: SignInLimits::default(),
         }
+    }
+
+    /// The same write side with other password limits.
+    #[must_use]
+    pub const fn with_sign_in_limits(mut self, limits: SignInLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The personal-data keys (sealing, opening, erasure).

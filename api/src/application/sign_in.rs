@@ -14,14 +14,11 @@ use domain::sign_in::{SendLimit, SignInCommand, SignInEvent, SignInMethod, SmsQu
 use domain::sign_in_rule::SignInRequirement;
 use domain::user::{User, UserCommand};
 use domain::values::{EmailAddress, Locale, MobileNumber, Role};
-use projections::{login_page, sign_in_history};
+use projections::login_page;
 
 use super::{CommandError, Commands};
 use crate::executor::CommandContext;
 use crate::sms::{SmsRequest, SmsSender};
-
-/// Failed attempts within this window count towards the lock-out.
-const FAILURE_WINDOW: Duration = Duration::minutes(15);
 
 /// SMS send limits per sliding hour (ADR-0016): per user, per number, per tenant, and per
 /// country calling code other than the Netherlands' (pumping targets foreign premium ranges).
@@ -31,10 +28,9 @@ const SENDS_PER_TENANT_PER_HOUR: i64 = 1000;
 const SENDS_PER_FOREIGN_COUNTRY_PER_HOUR: i64 = 50;
 const HOME_COUNTRY_CODE: u16 = 31;
 
-/// Password attempts allowed per address, and per client address, in [`THROTTLE_WINDOW`]; unknown
-/// addresses count like known ones, and the check comes before the argon2 work.
-const ATTEMPTS_PER_EMAIL: i64 = 10;
-const ATTEMPTS_PER_CLIENT: i64 = 100;
+/// The window of the password limits ([`super::SignInLimits`]) and of the failures that lock an
+/// address for one client. Unknown addresses count like known ones, and the check comes before
+/// the argon2 work.
 const THROTTLE_WINDOW: Duration = Duration::minutes(15);
 
 /// Who is signed in, for the session.
@@ -93,14 +89,20 @@ impl Commands {
         let email_key = EmailAddress::parse(email)
             .ok()
             .map(|email| self.keys.email_lookup.key_for(&email));
-        let mut throttle_keys: Vec<String> = Vec::new();
-        if let Some(key) = &email_key {
-            throttle_keys.push(format!("email:{}", key.as_str()));
-        }
-        if let Some(client) = client {
-            throttle_keys.push(format!("ip:{client}"));
-        }
-        self.throttle(&throttle_keys).await?;
+        // Per address and client, per client, and per address from everywhere (ADR-0024): a
+        // stranger who knows an address spends their own client's allowance, not its owner's.
+        let client = client.map_or_else(|| "unknown".to_owned(), |client| client.to_string());
+        let mut limits = vec![(format!("ip:{client}"), self.limits.per_client)];
+        let failure_key = email_key.as_ref().map(|key| {
+            let key = key.as_str();
+            limits.push((format!("email:{key}"), self.limits.per_address));
+            limits.push((
+                format!("email:{key}|ip:{client}"),
+                self.limits.per_address_and_client,
+            ));
+            format!("failed:{key}|ip:{client}")
+        });
+        self.throttle(&limits).await?;
         let account = match &email_key {
             Some(key) => login_page::account(&self.pool, key).await?,
             None => None,
@@ -121,14 +123,17 @@ impl Commands {
             .await?
             .sms_required();
         let now = self.clock.now();
-        let recent_failures = sign_in_history::recent_failures(
-            &self.pool,
-            account.tenant_id,
-            account.user_id,
-            now - FAILURE_WINDOW,
-        )
-        .await?;
+        // Only this client's failures lock the address for it: the owner elsewhere is not kept
+        // out by someone who merely knows the address.
+        let failure_key = failure_key.unwrap_or_default();
+        let recent_failures = self.recent_failures(&failure_key).await?;
         let password_matches = self.password_matches(&user, password).await?;
+        if !password_matches {
+            sqlx::query("INSERT INTO sign_in_throttle (throttle_key) VALUES ($1)")
+                .bind(&failure_key)
+                .execute(&self.pool)
+                .await?;
+        }
         let sign_in_id = SignInId::from_uuid(uuid::Uuid::now_v7());
         let command = SignInCommand::StartPasswordSignIn {
             sign_in_id,
@@ -181,7 +186,21 @@ impl Commands {
     }
 
     /// Counts one password attempt under each key, refusing when a key is over its limit.
-    async fn throttle(&self, keys: &[String]) -> Result<(), CommandError> {
+    /// This address's failed passwords from this client within [`THROTTLE_WINDOW`].
+    async fn recent_failures(&self, failure_key: &str) -> Result<u32, CommandError> {
+        let failures: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sign_in_throttle WHERE throttle_key = $1 AND at > now() - $2::interval",
+        )
+        .bind(failure_key)
+        .bind(format!("{} seconds", THROTTLE_WINDOW.num_seconds()))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(failures).unwrap_or(u32::MAX))
+    }
+
+    async fn throttle(&self, limits: &[(String, i64)]) -> Result<(), CommandError> {
+        let keys: Vec<String> = limits.iter().map(|(key, _)| key.clone()).collect();
+        let keys = keys.as_slice();
         let window = format!("{} seconds", THROTTLE_WINDOW.num_seconds());
         sqlx::query("DELETE FROM sign_in_throttle WHERE at < now() - $1::interval")
             .bind(&window)
@@ -202,11 +221,10 @@ impl Commands {
         .fetch_all(&mut *transaction)
         .await?;
         for (key, count, seconds_left) in counts {
-            let limit = if key.starts_with("email:") {
-                ATTEMPTS_PER_EMAIL
-            } else {
-                ATTEMPTS_PER_CLIENT
-            };
+            let limit = limits
+                .iter()
+                .find_map(|(limited, limit)| (*limited == key).then_some(*limit))
+                .unwrap_or(i64::MAX);
             if count >= limit {
                 #[allow(clippy::cast_possible_truncation)]
                 let retry_after_seconds = seconds_left.ceil().max(1.0) as i64;

@@ -19,8 +19,8 @@ use domain::entra::EntraSignInRefusal;
 use domain::ids::EntraTenantId;
 
 use super::auth::{Caller, Principal, SESSION_COOKIE, TenantAdmin, secret_hash};
+use super::client::ClientAddress;
 use super::json::ApiJson;
-use super::limits::ClientAddress;
 use super::problem::Problem;
 use super::query::ApiQuery;
 use super::sign_in::{NextStep, host_cookie, login_page_context, signed_in};

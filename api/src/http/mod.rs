@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod client;
+pub mod cross_site;
 pub mod entra;
 pub mod json;
 pub mod limits;
@@ -71,6 +73,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
 /// The service's router with its middleware.
 pub fn router(state: AppState) -> Router {
     let (router, openapi) = api();
+    let own_origin = state.own_origin.clone();
     router
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi) }))
         .fallback(|| async { Problem::not_found() })
@@ -78,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method Not Allowed", "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(own_origin, cross_site::refuse_cross_site))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let path = request

@@ -17,8 +17,8 @@ use domain::values::EmailAddress;
 use projections::login_page::{self, LoginStep, UNKNOWN_ACCOUNT};
 use projections::runner::{ProjectorStatus, statuses};
 
+use super::client::ClientAddress;
 use super::json::ApiJson;
-use super::limits::ClientAddress;
 use super::problem::Problem;
 use super::{Accepted, command_problem};
 use crate::executor::CommandContext;

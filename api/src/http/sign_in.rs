@@ -22,8 +22,8 @@ use domain::values::MobileNumber;
 use super::auth::{
     Caller, Principal, SESSION_COOKIE, end_session, session_start, start_session, unauthorized,
 };
+use super::client::ClientAddress;
 use super::json::ApiJson;
-use super::limits::ClientAddress;
 use super::problem::Problem;
 use super::{command_problem, field};
 use crate::application::{CodeOutcome, CommandError, PasswordOutcome, SignedIn};
