@@ -245,12 +245,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.application.port = port;
             }
             let database = Database::connect(&settings).await?;
-            let application = Application::build(&settings, database.pool.clone()).await?;
+            // Everything the service runs uses the runtime role; the owner pool only migrated.
+            let pool = database.runtime_pool(&settings).await?;
+            let application = Application::build(&settings, pool.clone()).await?;
             let signer = CheckpointSigner::from_settings(&settings.audit)
                 .context("audit.signing_key (APP_AUDIT__SIGNING_KEY)")?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let checkpointer = tokio::spawn(checkpoints::run_until(
-                database.pool.clone(),
+                pool.clone(),
                 signer.clone(),
                 Duration::from_secs(settings.audit.checkpoint_interval_seconds),
                 stopped.clone(),
@@ -258,7 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (sender, delivery_config) =
                 crate::workers::delivery::from_settings(&settings.email)?;
             let delivery = crate::workers::delivery::DeliveryWorker::new(
-                database.pool.clone(),
+                pool.clone(),
                 sender,
                 application.commands(),
                 delivery_config,
@@ -267,7 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let deliverer = tokio::spawn(delivery.run_until(async move {
                 let _ = delivery_stopped.wait_for(|stop| *stop).await;
             }));
-            let workers = tokio::spawn(projections::run_all_until(database.pool.clone(), stopped));
+            let workers = tokio::spawn(projections::run_all_until(pool.clone(), stopped));
             tracing::info!(address = %application.local_addr()?, "serving");
             let served = application.run_until(shutdown_signal()).await;
             let _ = stop.send(true);
@@ -282,10 +284,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             // The projectors have stopped: sign where they left the running hashes.
             if let Err(error) =
-                checkpoints::write_checkpoints(&database.pool, &signer, chrono::Utc::now()).await
+                checkpoints::write_checkpoints(&pool, &signer, chrono::Utc::now()).await
             {
                 tracing::error!(error.message = %error, error.cause_chain = ?error, "the final log checkpoints could not be signed");
             }
+            pool.close().await;
             database.close().await;
             served
         }

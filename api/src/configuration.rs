@@ -222,6 +222,11 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before the database counts as unavailable.
     pub acquire_timeout_ms: u64,
+    /// The role `serve` connects as: it appends events but cannot change or remove them
+    /// (ADR-0026). Migrations and the operator CLI use the role of `url`.
+    pub runtime_role: String,
+    /// The runtime role's password; empty where the server trusts local connections.
+    pub runtime_password: SecretString,
 }
 
 /// Command execution.

@@ -50,8 +50,10 @@ impl axum::extract::FromRef<AppState> for TrustedProxies {
 
 /// A database connection: a pool, and the embedded server behind it if one was started.
 pub struct Database {
-    /// The pool.
+    /// The pool, as the owner of the schema (migrations, the operator CLI).
     pub pool: PgPool,
+    /// How the owner connected, for the runtime role's pool.
+    options: PgConnectOptions,
     /// The embedded server, to give up on shutdown.
     pub embedded: Option<EmbeddedPostgres>,
 }
@@ -88,11 +90,24 @@ impl Database {
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .context("cannot connect to PostgreSQL")?;
         MIGRATOR.run(&pool).await.context("migrations failed")?;
-        Ok(Self { pool, embedded })
+        Ok(Self {
+            pool,
+            options,
+            embedded,
+        })
+    }
+
+    /// A pool on the same database as the runtime role (ADR-0026), for `serve`: it can append
+    /// events but not update, delete or alter them.
+    ///
+    /// # Errors
+    /// When the role cannot connect.
+    pub async fn runtime_pool(&self, settings: &Settings) -> anyhow::Result<PgPool> {
+        runtime_pool(&self.options, settings).await
     }
 
     /// Closes the pool and gives the embedded server up, if any: it stops only when this process
@@ -105,6 +120,28 @@ impl Database {
             tracing::warn!(error.message = %error, error.cause_chain = ?error, "the embedded PostgreSQL did not stop cleanly");
         }
     }
+}
+
+/// A pool as `database.runtime_role` on the database `owner` connects to (ADR-0026).
+///
+/// # Errors
+/// When the role cannot connect.
+pub async fn runtime_pool(owner: &PgConnectOptions, settings: &Settings) -> anyhow::Result<PgPool> {
+    let options = owner
+        .clone()
+        .username(&settings.database.runtime_role)
+        .password(settings.database.runtime_password.expose_secret());
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
+        .connect_with(options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect as the runtime role {} (database.runtime_role, APP_DATABASE__RUNTIME_ROLE)",
+                settings.database.runtime_role
+            )
+        })
 }
 
 /// Builds the write side from settings and a pool.

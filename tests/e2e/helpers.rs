@@ -83,6 +83,14 @@ impl TestDb {
         build_commands(&settings, self.pool.clone()).unwrap()
     }
 
+    /// A pool on this database as the service's runtime role.
+    pub async fn runtime_pool(&self) -> PgPool {
+        let owner: sqlx::postgres::PgConnectOptions = self.url.parse().unwrap();
+        api::startup::runtime_pool(&owner, &self.settings())
+            .await
+            .unwrap()
+    }
+
     /// Rows in the event log.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
@@ -97,8 +105,9 @@ impl TestDb {
     }
 
     /// Starts the service with `settings` on a random port and returns its base URL.
+    /// The service runs as the runtime role, as `finteqx serve` does (ADR-0026).
     pub async fn spawn_app_with(&self, settings: &Settings) -> String {
-        let application = Application::build(settings, self.pool.clone())
+        let application = Application::build(settings, self.runtime_pool().await)
             .await
             .unwrap();
         let address = application.local_addr().unwrap();

@@ -196,3 +196,43 @@ async fn the_service_answers_health() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["database"], "ok");
 }
+
+#[tokio::test]
+async fn the_runtime_role_appends_events_but_cannot_rewrite_or_unprotect_them() {
+    // Arrange: a history written by the service's runtime role.
+    let db = TestDb::new().await;
+    let runtime = db.runtime_pool().await;
+    let commands = api::startup::build_commands(&db.settings(), runtime.clone()).unwrap();
+    let tenant = register_tenant(&commands, "Akkermans Accountants").await;
+    commands
+        .set_mfa_policy(&admin(tenant), tenant, true)
+        .await
+        .unwrap();
+    let before = db.event_count().await;
+    assert!(before >= 2, "the runtime role appended events");
+
+    // Act and assert: every way to change the log is refused for lack of privilege.
+    for statement in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+        "ALTER TABLE events DISABLE TRIGGER events_append_only",
+        "ALTER TABLE events DISABLE TRIGGER ALL",
+        "DROP TRIGGER events_chain ON events",
+        "UPDATE log_checkpoints SET signed_at = now()",
+        "DELETE FROM log_checkpoints",
+        "DROP TABLE events",
+        "SET session_replication_role = replica",
+    ] {
+        let error = sqlx::query(statement)
+            .execute(&runtime)
+            .await
+            .expect_err(statement);
+        let code = error.as_database_error().and_then(|e| e.code()).unwrap();
+        assert!(
+            code == "42501" || code == "42P01",
+            "{statement}: refused for lack of privilege, not {code}: {error}"
+        );
+    }
+    assert_eq!(db.event_count().await, before, "the log is untouched");
+}
