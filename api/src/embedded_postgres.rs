@@ -64,10 +64,6 @@ impl EmbeddedPostgres {
     /// # Errors
     /// Missing binaries, a folder the server cannot own, a lock file that cannot be opened, or a
     /// server that does not start.
-    #[expect(
-        clippy::incompatible_msrv,
-        reason = "file locks are stable since Rust 1.89, newer than the workspace's rust-version"
-    )]
     pub async fn start(dir: &Path, bindir: Option<&Path>) -> anyhow::Result<Self> {
         let bindir = match bindir {
             Some(bindir) => bindir.to_path_buf(),
@@ -198,10 +194,6 @@ impl EmbeddedPostgres {
     ///
     /// # Errors
     /// When a lock cannot be taken or `pg_ctl stop` fails.
-    #[expect(
-        clippy::incompatible_msrv,
-        reason = "file locks are stable since Rust 1.89, newer than the workspace's rust-version"
-    )]
     pub async fn release(self) -> anyhow::Result<Released> {
         if !self.started_here {
             return Ok(Released::LeftRunningNotOurs);
@@ -351,10 +343,6 @@ fn open_lock(path: &Path) -> anyhow::Result<File> {
 }
 
 /// Locks `file` exclusively, waiting on a blocking thread for whoever holds it.
-#[expect(
-    clippy::incompatible_msrv,
-    reason = "file locks are stable since Rust 1.89, newer than the workspace's rust-version"
-)]
 async fn lock_exclusive(file: File) -> anyhow::Result<File> {
     tokio::task::spawn_blocking(move || file.lock().map(|()| file))
         .await
