@@ -6,7 +6,7 @@
 #   tests/support/dns-server.sh PORT [--txt-record=NAME,VALUE ...]
 #
 # Names it was not given answer NXDOMAIN (--local=/#/), as an unpublished record would.
-# Install: apt-get install -y dnsmasq (scripts/test does it).
+# Install: apt-get install -y dnsmasq-base (scripts/test does it).
 set -euo pipefail
 
 port="${1:?usage: dns-server.sh PORT [--txt-record=NAME,VALUE ...]}"
@@ -14,7 +14,7 @@ shift
 
 dnsmasq_bin="$(command -v dnsmasq || echo /usr/sbin/dnsmasq)"
 if [[ ! -x "$dnsmasq_bin" ]]; then
-    echo "dnsmasq is not installed: apt-get install -y dnsmasq" >&2
+    echo "dnsmasq is not installed: apt-get install -y dnsmasq-base" >&2
     exit 127
 fi
 
