@@ -777,3 +777,38 @@ async fn a_large_export_streams_in_several_chunks_and_equals_the_history() {
     let end: Value = serde_json::from_str(verifiable.lines().last().unwrap()).unwrap();
     assert_eq!(end["end"]["events"], everything.len());
 }
+
+#[tokio::test]
+async fn support_sees_addresses_and_names_masked_and_administrators_see_them_in_full() {
+    // Arrange
+    let w = world().await;
+    let users = format!("/tenants/{}/users", w.tenant);
+    let anne = w.user_id.to_string();
+    let row = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["user_id"] == anne.as_str())
+            .cloned()
+            .unwrap()
+    };
+
+    // Act
+    let (status, by_support, _) = w.api.call(&w.support, Method::GET, &users, None).await;
+    assert_eq!(status, StatusCode::OK, "{by_support}");
+    let (status, by_admin, _) = w.api.call(&w.admin, Method::GET, &users, None).await;
+    assert_eq!(status, StatusCode::OK, "{by_admin}");
+
+    // Assert
+    let masked = row(&by_support);
+    assert_eq!(masked["email"], "a***@c***.com");
+    assert_eq!(masked["display_name"], "A*** d* V****");
+    let text = by_support.to_string();
+    assert!(
+        !text.contains("anne@") && !text.contains("beheer@") && !text.contains("Vries"),
+        "no address or name in full: {text}"
+    );
+    let full = row(&by_admin);
+    assert_eq!(full["email"], "anne@contoso.com");
+    assert_eq!(full["display_name"], "Anne de Vries");
+}

@@ -238,7 +238,8 @@ impl Caller {
     }
 
     /// The tenant's administrators and support staff may read its settings and support views;
-    /// support reads are recorded.
+    /// support reads are recorded. Answers the metadata the reader's commands carry (support's
+    /// actor is its token id).
     ///
     /// # Errors
     /// As [`Caller::administrator_of`]; a database failure while recording is 503.
@@ -248,7 +249,7 @@ impl Caller {
         tenant_id: TenantId,
         route: &str,
         user_id: Option<UserId>,
-    ) -> Result<(), Problem> {
+    ) -> Result<CommandContext, Problem> {
         match &self.principal {
             Principal::Staff {
                 token_id,
@@ -262,9 +263,10 @@ impl Caller {
                     route,
                     user_id,
                 )
-                .await
+                .await?;
+                Ok(self.context(tenant_id, token_id.to_string(), ActorRole::Support))
             }
-            _ => self.administrator_of(tenant_id).map(drop),
+            _ => self.administrator_of(tenant_id),
         }
     }
 
@@ -415,6 +417,15 @@ impl FromRequestParts<AppState> for TenantAdmin {
 pub struct TenantReader {
     /// The tenant.
     pub tenant_id: TenantId,
+    /// The metadata the reader's commands carry.
+    pub context: CommandContext,
+}
+
+impl TenantReader {
+    /// Support staff, who see personal data masked; the tenant's administrators see it in full.
+    pub fn is_support(&self) -> bool {
+        self.context.actor_role == ActorRole::Support
+    }
 }
 
 impl FromRequestParts<AppState> for TenantReader {
@@ -427,10 +438,10 @@ impl FromRequestParts<AppState> for TenantReader {
         let caller = Caller::from_request_parts(parts, state).await?;
         let tenant_id = tenant_param(parts)?;
         let (route, user_id) = read_subject(parts);
-        caller
+        let context = caller
             .reader_of(&state.pool, tenant_id, &route, user_id)
             .await?;
-        Ok(Self { tenant_id })
+        Ok(Self { tenant_id, context })
     }
 }
 

@@ -75,7 +75,7 @@ pub struct SignInResponse {
     responses((status = 200, body = Vec<SignInResponse>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn sign_ins(
     State(app): State<AppState>,
-    TenantReader { tenant_id }: TenantReader,
+    TenantReader { tenant_id, .. }: TenantReader,
     ApiPath((_, user_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(params): ApiQuery<SignInsParams>,
 ) -> Result<Json<Vec<SignInResponse>>, Problem> {
@@ -144,7 +144,7 @@ pub struct NotificationResponse {
     responses((status = 200, body = Vec<NotificationResponse>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn notifications(
     State(app): State<AppState>,
-    TenantReader { tenant_id }: TenantReader,
+    TenantReader { tenant_id, .. }: TenantReader,
     ApiQuery(params): ApiQuery<NotificationsParams>,
 ) -> Result<Json<Vec<NotificationResponse>>, Problem> {
     let state = match params.state.as_deref() {
@@ -219,7 +219,7 @@ mod tests {
     responses((status = 200, description = "queued again"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn retry_notification(
     State(app): State<AppState>,
-    TenantReader { tenant_id }: TenantReader,
+    TenantReader { tenant_id, .. }: TenantReader,
     ApiPath((_, message_id)): ApiPath<(Uuid, String)>,
 ) -> Result<axum::http::StatusCode, Problem> {
     match notification_queue::retry_dead(&app.pool, tenant_id, &message_id).await {

@@ -89,7 +89,7 @@ impl From<DomainChallenge> for TxtRecord {
     responses((status = 200, body = SettingsResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_settings(
     State(app): State<AppState>,
-    TenantReader { tenant_id }: TenantReader,
+    TenantReader { tenant_id, .. }: TenantReader,
 ) -> Result<Json<SettingsResponse>, Problem> {
     let view = settings_screen::settings(&app.pool, tenant_id)
         .await

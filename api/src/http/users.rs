@@ -49,9 +49,9 @@ pub struct UserPage {
 pub struct UserResponse {
     /// The user.
     pub user_id: Uuid,
-    /// E-mail, or absent when erased.
+    /// E-mail, or absent when erased; masked for support staff (`a***@c***.com`).
     pub email: Option<String>,
-    /// Display name, or absent when erased.
+    /// Display name, or absent when erased; masked for support staff (`A*** d* V****`).
     pub display_name: Option<String>,
     /// `administrator` or `user`.
     pub role: String,
@@ -73,15 +73,17 @@ pub struct UserResponse {
     pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// `GET /tenants/{tenant_id}/users`: the settings screen's users, in creation order.
+/// `GET /tenants/{tenant_id}/users`: the settings screen's users, in creation order. Support
+/// staff see addresses and names masked, as they see phone numbers.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/users", tag = "users",
     params(("tenant_id" = Uuid, Path, description = "The tenant"), UserPage),
     responses((status = 200, body = Vec<UserResponse>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn list_users(
     State(app): State<AppState>,
-    TenantReader { tenant_id }: TenantReader,
+    reader: TenantReader,
     Query(page): Query<UserPage>,
 ) -> Result<Json<Vec<UserResponse>>, Problem> {
+    let (tenant_id, masked) = (reader.tenant_id, reader.is_support());
     let limit = page.limit.unwrap_or(100).clamp(1, 500);
     let rows = settings_screen::users(
         &app.pool,
@@ -108,8 +110,20 @@ pub async fn list_users(
         };
         users.push(UserResponse {
             user_id: row.user_id.as_uuid(),
-            email: email.known().map(ToString::to_string),
-            display_name: name.known().map(|name| name.as_str().to_owned()),
+            email: email.known().map(|email| {
+                if masked {
+                    email.masked()
+                } else {
+                    email.to_string()
+                }
+            }),
+            display_name: name.known().map(|name| {
+                if masked {
+                    name.masked()
+                } else {
+                    name.as_str().to_owned()
+                }
+            }),
             role: row.role,
             locale: row.locale,
             method: row.method,

@@ -35,6 +35,11 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name as support staff see it: `Anne de Vries` → `A*** d* V****`.
+    pub fn masked(&self) -> String {
+        super::masking::name(&self.0)
+    }
 }
 
 impl fmt::Display for DisplayName {

@@ -50,6 +50,11 @@ impl EmailAddress {
         &self.domain
     }
 
+    /// The address as support staff see it: `anne@contoso.com` → `a***@c***.com`.
+    pub fn masked(&self) -> String {
+        super::masking::email(&self.local, self.domain.as_str())
+    }
+
     /// Whether the address is on exactly `domain` (subdomains are other domains).
     pub fn is_on_domain(&self, domain: &DomainName) -> bool {
         &self.domain == domain

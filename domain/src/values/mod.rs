@@ -5,6 +5,7 @@ mod domain_name;
 mod email;
 mod hashes;
 mod locale;
+mod masking;
 mod personal;
 mod phone;
 mod provider_error_code;

@@ -52,13 +52,7 @@ impl MobileNumber {
     /// The number with all but the country code prefix and the last two digits hidden,
     /// as support views and logs show it: `+31*******78`.
     pub fn masked(&self) -> String {
-        let chars: Vec<char> = self.0.chars().collect();
-        let keep_head = 3.min(chars.len());
-        let keep_tail = 2.min(chars.len().saturating_sub(keep_head));
-        let hidden = chars.len() - keep_head - keep_tail;
-        let head: String = chars[..keep_head].iter().collect();
-        let tail: String = chars[chars.len() - keep_tail..].iter().collect();
-        format!("{head}{}{tail}", "*".repeat(hidden))
+        super::masking::phone(&self.0)
     }
 }
 
