@@ -217,3 +217,41 @@ async fn a_cross_site_request_with_the_session_cookie_changes_nothing() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn signing_out_removes_the_session_cookie_with_the_cookies_own_attributes() {
+    // Arrange
+    let w = world().await;
+
+    // Act
+    let response = w
+        .api
+        .request(&w.admin, Method::POST, "/sign_out")
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: a browser only removes a `__Host-` cookie with a `Secure`, `Path=/` removal.
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let removal = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{}=", api::http::auth::SESSION_COOKIE)))
+        .expect("a removal cookie")
+        .to_owned();
+    let mut attributes: Vec<&str> = removal.split(';').skip(1).map(str::trim).collect();
+    attributes.retain(|attribute| !attribute.starts_with("Expires"));
+    attributes.sort_unstable();
+    assert_eq!(
+        attributes,
+        ["HttpOnly", "Max-Age=0", "Path=/", "SameSite=Lax", "Secure"],
+        "{removal}"
+    );
+    assert_eq!(
+        w.api.call(&w.admin, Method::GET, "/session", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "and the session is over"
+    );
+}

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
-use axum_extra::extract::cookie::Cookie;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,10 +19,11 @@ use domain::ids::EntraTenantId;
 
 use super::auth::{Caller, Principal, SESSION_COOKIE, TenantAdmin, secret_hash};
 use super::client::ClientAddress;
+use super::cookies::{host_cookie, remove_host_cookie};
 use super::json::ApiJson;
 use super::problem::Problem;
 use super::query::ApiQuery;
-use super::sign_in::{NextStep, host_cookie, login_page_context, signed_in};
+use super::sign_in::{NextStep, login_page_context, signed_in};
 use super::{command_problem, field};
 use crate::application::{Callback, EntraFlowError, EntraOutcome, EntraRedirect};
 use crate::entra::Entra;
@@ -75,7 +75,7 @@ fn flow_state<'a>(jar: &CookieJar, state: Option<&'a str>) -> Result<&'a str, Pr
 }
 
 fn spent(jar: CookieJar) -> CookieJar {
-    jar.remove(Cookie::build(ENTRA_FLOW_COOKIE).path("/").build())
+    remove_host_cookie(jar, ENTRA_FLOW_COOKIE)
 }
 
 /// "Inloggen met Microsoft Entra ID" for a typed address.

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod client;
+pub mod cookies;
 pub mod cross_site;
 pub mod entra;
 pub mod json;

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,6 +22,7 @@ use super::auth::{
     Caller, Principal, SESSION_COOKIE, end_session, session_start, start_session, unauthorized,
 };
 use super::client::ClientAddress;
+use super::cookies::{host_cookie, remove_host_cookie};
 use super::json::ApiJson;
 use super::problem::Problem;
 use super::{command_problem, field};
@@ -66,17 +66,6 @@ pub(super) fn login_page_context(headers: &HeaderMap) -> CommandContext {
     }
 }
 
-/// A `__Host-` cookie that ends with the browser.
-pub(super) fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
-    // `__Host-`: Secure, Path=/, no Domain; no Max-Age, so it ends with the browser.
-    Cookie::build((name, value))
-        .secure(true)
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .build()
-}
-
 /// Starts a new session for `who` (ending any session this browser had: a new id after each
 /// step up) and spends the attempt cookie.
 pub(super) async fn signed_in(
@@ -105,9 +94,7 @@ pub(super) async fn signed_in(
     .await
     .map_err(super::database)?;
     // A new session id after each step up; the attempt cookie is spent.
-    let jar = jar
-        .remove(Cookie::build(SIGN_IN_COOKIE).path("/").build())
-        .add(host_cookie(SESSION_COOKIE, secret));
+    let jar = remove_host_cookie(jar, SIGN_IN_COOKIE).add(host_cookie(SESSION_COOKIE, secret));
     Ok((jar, Json(NextStep { next: "signed_in" })).into_response())
 }
 
@@ -287,7 +274,7 @@ pub async fn sign_out(
             .map_err(super::database)?;
     }
     Ok((
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()),
+        remove_host_cookie(jar, SESSION_COOKIE),
         StatusCode::NO_CONTENT,
     ))
 }
