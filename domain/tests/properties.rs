@@ -1103,10 +1103,10 @@ fn check_tenant_rules(step: &Step<Tenant>, after: &Tenant) -> Result<(), TestCas
             ),
             TenantEvent::EntraConsentGranted {
                 entra_tenant_id, ..
-            } => prop_assert_ne!(
-                before.consent(*entra_tenant_id),
+            } => prop_assert_eq!(
+                after.consent(*entra_tenant_id),
                 Some(ConsentState::Granted),
-                "a granted consent was recorded again"
+                "a recorded grant did not grant"
             ),
             TenantEvent::TenantRegistered { .. } | TenantEvent::EntraConsentRefused { .. } => {}
         }

@@ -53,7 +53,8 @@ pub enum LoginPageChange {
         /// SMS required.
         sms_required: bool,
     },
-    /// A consent state; granted is never downgraded.
+    /// A consent state; the latest fact wins, except that a cancelled consent prompt does not
+    /// undo a grant (a consent-missing sign-in does).
     Consent {
         /// The tenant.
         tenant_id: TenantId,
@@ -273,7 +274,7 @@ impl Projector for LoginPage {
                 sqlx::query(
                     "INSERT INTO login_consents (tenant_id, entra_tenant_id, state) VALUES ($1, $2, $3) \
                      ON CONFLICT (tenant_id, entra_tenant_id) DO UPDATE SET state = \
-                     CASE WHEN login_consents.state = 'granted' THEN 'granted' ELSE EXCLUDED.state END",
+                     CASE WHEN login_consents.state = 'granted' AND EXCLUDED.state = 'refused' THEN 'granted' ELSE EXCLUDED.state END",
                 )
                 .bind(tenant_id.as_uuid())
                 .bind(entra_tenant_id.as_uuid())

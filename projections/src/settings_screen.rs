@@ -41,7 +41,8 @@ pub enum SettingsChange {
         /// SMS required.
         sms_required: bool,
     },
-    /// A consent state; granted is never downgraded.
+    /// A consent state; the latest fact wins, except that a cancelled consent prompt does not
+    /// undo a grant: a consent-missing sign-in does, so the warning shows again.
     Consent {
         /// The tenant.
         tenant_id: TenantId,
@@ -300,8 +301,8 @@ impl Projector for SettingsScreen {
                 sqlx::query(
                     "INSERT INTO settings_consents (tenant_id, entra_tenant_id, state, error_code) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (tenant_id, entra_tenant_id) DO UPDATE SET \
-                     state = CASE WHEN settings_consents.state = 'granted' THEN 'granted' ELSE EXCLUDED.state END, \
-                     error_code = CASE WHEN settings_consents.state = 'granted' THEN NULL ELSE EXCLUDED.error_code END",
+                     state = CASE WHEN settings_consents.state = 'granted' AND EXCLUDED.state = 'refused' THEN 'granted' ELSE EXCLUDED.state END, \
+                     error_code = CASE WHEN settings_consents.state = 'granted' AND EXCLUDED.state = 'refused' THEN NULL ELSE EXCLUDED.error_code END",
                 )
                 .bind(tenant_id.as_uuid())
                 .bind(entra_tenant_id.as_uuid())
@@ -739,6 +740,44 @@ mod tests {
             origin: LinkOrigin::DomainLink,
         };
         assert_eq!(changes(DomainEvent::User(linked)).len(), 2);
+    }
+
+    #[test]
+    fn a_consent_missing_sign_in_after_a_grant_shows_the_warning_until_the_next_grant() {
+        let granted = || {
+            DomainEvent::Tenant(TenantEvent::EntraConsentGranted {
+                tenant_id: tenant(),
+                entra_tenant_id: entra(),
+            })
+        };
+        let consent_missing = DomainEvent::SignIn(SignInEvent::SignInFailed {
+            sign_in_id: domain::ids::SignInId::from_uuid(Uuid::nil()),
+            tenant_id: tenant(),
+            user_id: user(),
+            reason: SignInFailure::EntraConsentRequired {
+                entra_tenant_id: Some(entra()),
+                error_code: domain::values::ProviderErrorCode::parse("AADSTS65001").unwrap(),
+            },
+        });
+        let consent = |state, error_code: Option<&str>| SettingsChange::Consent {
+            tenant_id: tenant(),
+            entra_tenant_id: entra(),
+            state,
+            error_code: error_code.map(str::to_owned),
+        };
+        let facts: Vec<SettingsChange> = [granted(), consent_missing, granted()]
+            .into_iter()
+            .flat_map(changes)
+            .collect();
+        assert_eq!(
+            facts,
+            [
+                consent(Consent::Granted, None),
+                consent(Consent::Required, Some("AADSTS65001")),
+                consent(Consent::Granted, None),
+            ],
+            "each fact is written in log order; the write keeps the latest"
+        );
     }
 
     #[test]

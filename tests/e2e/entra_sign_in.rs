@@ -1082,3 +1082,66 @@ async fn login_page_lookups_are_limited_per_client_address() {
         .unwrap();
     assert_eq!(entra.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn a_consent_missing_sign_in_after_a_grant_turns_the_notice_and_warning_back_on_until_the_next_grant()
+ {
+    // Arrange: consent granted, so neither the login page nor the settings screen warns.
+    let world = world(true).await;
+    world.entra_user("noconsent@contoso.com").await;
+    let (_, session) = admin_session(&world).await;
+    let shown = |options: Value, settings: Value| {
+        (
+            options["consent_notice"].as_bool().unwrap(),
+            settings["consent_warning"].as_bool().unwrap(),
+        )
+    };
+    world.db.run_projections().await;
+    assert_eq!(
+        shown(
+            world.login_options("noconsent@contoso.com").await,
+            world.settings(&session).await
+        ),
+        (false, false),
+        "granted: no notice, no warning"
+    );
+
+    // Act: Microsoft says consent is missing after all.
+    let (status, slug, _) =
+        problem_type(world.sign_in("noconsent@contoso.com", |url| url).await).await;
+    assert_eq!(
+        (status, slug.as_str()),
+        (StatusCode::FORBIDDEN, "entra-consent-required")
+    );
+
+    // Assert: the latest fact wins on both screens.
+    world.db.run_projections().await;
+    assert_eq!(
+        shown(
+            world.login_options("noconsent@contoso.com").await,
+            world.settings(&session).await
+        ),
+        (true, true),
+        "a consent-missing sign-in turns the notice and the warning back on"
+    );
+    world
+        .db
+        .commands()
+        .record_entra_consent(
+            &admin(world.tenant),
+            world.tenant,
+            tid(CONTOSO_TID),
+            ConsentDecision::Granted,
+        )
+        .await
+        .unwrap();
+    world.db.run_projections().await;
+    assert_eq!(
+        shown(
+            world.login_options("noconsent@contoso.com").await,
+            world.settings(&session).await
+        ),
+        (false, false),
+        "a new grant turns them off again"
+    );
+}

@@ -111,19 +111,16 @@ impl Tenant {
                     sms_required,
                 }]
             }
+            // Every confirmed grant is recorded, also a repeated one: a sign-in may have found
+            // consent missing since the last grant (its failure is on the sign-in's stream, not
+            // here), and the views show the latest fact (ADR-0027).
             TenantCommand::RecordEntraConsent {
                 entra_tenant_id,
                 decision: ConsentDecision::Granted,
-            } => {
-                if self.consent(entra_tenant_id) == Some(ConsentState::Granted) {
-                    vec![]
-                } else {
-                    vec![TenantEvent::EntraConsentGranted {
-                        tenant_id,
-                        entra_tenant_id,
-                    }]
-                }
-            }
+            } => vec![TenantEvent::EntraConsentGranted {
+                tenant_id,
+                entra_tenant_id,
+            }],
             TenantCommand::RecordEntraConsent {
                 entra_tenant_id,
                 decision: ConsentDecision::Refused { error_code },

@@ -127,5 +127,12 @@ fn a_later_refusal_does_not_revoke_granted_consent() {
             decision: ConsentDecision::Granted,
         })
         .unwrap();
-    assert!(again.is_empty(), "granting twice records nothing new");
+    assert_eq!(
+        again,
+        [TenantEvent::EntraConsentGranted {
+            tenant_id: tenant_id(),
+            entra_tenant_id: entra_tenant(1),
+        }],
+        "a repeated grant is recorded: consent may have gone missing since the last one"
+    );
 }
