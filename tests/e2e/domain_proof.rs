@@ -405,6 +405,12 @@ async fn an_address_on_a_domain_proven_by_another_tenant_is_refused_without_nami
                 .await,
         ),
         (
+            "create a user on a subdomain",
+            world
+                .create_user(&base, &squatter, "ceo@mail.contoso.com", "sms")
+                .await,
+        ),
+        (
             "create an Entra user",
             world
                 .create_user(&base, &squatter, "cfo@contoso.com", "entra_id")

@@ -13,7 +13,9 @@ use domain::metadata::NamedCommand;
 use domain::user::{
     ErasureReason, NewUserMethod, PasswordTokenGrant, User, UserCommand, UserError,
 };
-use domain::values::{DisplayName, EmailAddress, EmailKey, Locale, Role, check_password_length};
+use domain::values::{
+    DisplayName, DomainName, EmailAddress, EmailKey, Locale, Role, check_password_length,
+};
 
 use super::{CommandError, Commands, PASSWORD_TOKEN_LIFETIME, credentials, sessions};
 use crate::executor::{CommandContext, Committed, ExecuteError};
@@ -90,13 +92,14 @@ impl Commands {
         self.ensure_tenant(tenant_id).await?;
         let user_id = UserId::from_uuid(Uuid::now_v7());
         let email_key = self.keys.email_lookup.key_for(&new_user.email);
-        let claim = self.domains.load(new_user.email.domain().as_str()).await?;
-        claim.check_address_for(tenant_id)?;
+        self.check_address_domain(tenant_id, &new_user.email)
+            .await?;
         let method = match new_user.sign_in {
             NewUserSignIn::Sms => NewUserMethod::Sms {
                 password_token: self.new_password_token(),
             },
             NewUserSignIn::EntraId => {
+                let claim = self.domains.load(new_user.email.domain().as_str()).await?;
                 let binding = match claim.proven_binding_for(tenant_id) {
                     Ok(binding) => binding.clone(),
                     Err(DomainClaimError::NotProven) => {
@@ -150,11 +153,7 @@ impl Commands {
     ) -> Result<Committed<User>, CommandError> {
         let user = self.users.load(&user_id.to_string()).await?;
         let account = user.account_in(tenant_id).ok_or(UserError::UserNotFound)?;
-        // An address on a domain another tenant has proven is that organisation's to give.
-        self.domains
-            .load(email.domain().as_str())
-            .await?
-            .check_address_for(tenant_id)?;
+        self.check_address_domain(tenant_id, &email).await?;
         let old_key = account.email_key.clone();
         let new_key = self.keys.email_lookup.key_for(&email);
         let command = TenantScoped::new(
@@ -413,6 +412,28 @@ impl Commands {
             token_id: PasswordTokenId::from_uuid(Uuid::now_v7()),
             expires_at: self.clock.now() + PASSWORD_TOKEN_LIFETIME,
         }
+    }
+
+    /// An address on a domain another tenant has proven, or on a subdomain of one, is that
+    /// organisation's to give (ADR-0025): refused without saying whose.
+    async fn check_address_domain(
+        &self,
+        tenant_id: TenantId,
+        email: &EmailAddress,
+    ) -> Result<(), CommandError> {
+        let mut domain = Some(email.domain().clone());
+        while let Some(current) = domain {
+            self.domains
+                .load(current.as_str())
+                .await?
+                .check_address_for(tenant_id)?;
+            // Up to the registrable domain: a public suffix such as `co.uk` does not parse.
+            domain = current
+                .as_str()
+                .split_once('.')
+                .and_then(|(_, parent)| DomainName::parse(parent).ok());
+        }
+        Ok(())
     }
 
     async fn ensure_tenant(&self, tenant_id: TenantId) -> Result<(), CommandError> {
