@@ -10,7 +10,9 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use domain::ids::{PasswordTokenId, SignInId, TenantId, UserId};
-use domain::values::{CodeHash, DomainName, EmailAddress, EmailKey};
+use domain::values::{
+    CodeHash, DomainName, EmailAddress, EmailKey, MAX_PASSWORD_BYTES, MAX_PASSWORD_CHARS,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -227,12 +229,26 @@ pub struct PasswordHashing;
 #[error("password hashing failed: {0}")]
 pub struct HashingError(String);
 
+/// Whether a password is within the maximum length: its bytes first ([`MAX_PASSWORD_BYTES`],
+/// free to check), then its characters ([`MAX_PASSWORD_CHARS`]). No password longer than that
+/// can be set, so a longer one never matches and is not worth argon2's time.
+pub fn within_max_password_length(password: &SecretString) -> bool {
+    let password = password.expose_secret();
+    password.len() <= MAX_PASSWORD_BYTES && password.chars().count() <= MAX_PASSWORD_CHARS
+}
+
 impl PasswordHashing {
     /// The PHC string of a new password. CPU-heavy: call from `spawn_blocking`.
     ///
     /// # Errors
-    /// [`HashingError`] if argon2 refuses its parameters.
+    /// [`HashingError`] for a password over the maximum length (not hashed), or if argon2
+    /// refuses its parameters.
     pub fn hash(&self, password: &SecretString) -> Result<String, HashingError> {
+        if !within_max_password_length(password) {
+            return Err(HashingError(
+                "the password is over the maximum length".to_owned(),
+            ));
+        }
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.expose_secret().as_bytes(), &salt)
@@ -240,8 +256,13 @@ impl PasswordHashing {
             .map_err(|e| HashingError(e.to_string()))
     }
 
-    /// Whether `password` matches the PHC string. CPU-heavy: call from `spawn_blocking`.
+    /// Whether `password` matches the PHC string. CPU-heavy: call from `spawn_blocking`. A
+    /// password over the maximum length is refused before argon2, as a wrong one: nobody can
+    /// have set it, and hashing 60 KB would cost many times a normal check.
     pub fn verify(&self, password: &SecretString, phc: &str) -> bool {
+        if !within_max_password_length(password) {
+            return false;
+        }
         PasswordHash::new(phc).is_ok_and(|hash| {
             Argon2::default()
                 .verify_password(password.expose_secret().as_bytes(), &hash)
@@ -351,5 +372,28 @@ mod tests {
         assert!(phc.starts_with("$argon2id$"));
         assert!(hashing.verify(&key("correct horse battery staple"), &phc));
         assert!(!hashing.verify(&key("Correct horse battery staple"), &phc));
+    }
+
+    #[test]
+    fn a_password_over_the_maximum_length_is_neither_hashed_nor_verified() {
+        let cases = [
+            ("a".repeat(256), true, "256 characters"),
+            ("a".repeat(257), false, "257 characters"),
+            ("😀".repeat(256), true, "256 characters of four bytes"),
+            ("a".repeat(60_000), false, "60 KB"),
+        ];
+        for (password, within, why) in cases {
+            assert_eq!(within_max_password_length(&key(&password)), within, "{why}");
+        }
+        let hashing = PasswordHashing;
+        let long = "a".repeat(300);
+        assert!(hashing.hash(&key(&long)).is_err(), "not hashed");
+        // A verifier of an over-long password, as no one can set one: argon2 would match it.
+        let salt = SaltString::generate(&mut OsRng);
+        let phc = Argon2::default()
+            .hash_password(long.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        assert!(!hashing.verify(&key(&long), &phc), "refused before argon2");
     }
 }

@@ -23,6 +23,9 @@ pub use provider_error_code::ProviderErrorCode;
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Most characters of a new password: long passphrases yes, denial of service by argon2 no.
 pub const MAX_PASSWORD_CHARS: usize = 256;
+/// Most bytes of a password: [`MAX_PASSWORD_CHARS`] characters of at most four UTF-8 bytes each.
+/// Checked before the characters are counted, so a huge input is refused at once.
+pub const MAX_PASSWORD_BYTES: usize = MAX_PASSWORD_CHARS * 4;
 
 /// Checks a new password's length, the only composition rule (NIST SP 800-63B §5.1.1.2). The
 /// password itself never enters the domain: only its length is passed.
