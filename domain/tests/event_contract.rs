@@ -69,6 +69,7 @@ fn user() -> Contract<UserEvent> {
             PhoneRemoved,
             EntraIdentityBound,
             UserForgotten,
+            NotificationRequeued,
         }
     )
 }

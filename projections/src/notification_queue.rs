@@ -442,6 +442,48 @@ pub enum RetryError {
     Database(#[from] sqlx::Error),
 }
 
+/// One message of the tenant, if it has it.
+///
+/// # Errors
+/// A database error.
+pub async fn message(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    message_id: &str,
+) -> Result<Option<QueuedMessage>, sqlx::Error> {
+    type Row = (
+        Uuid,
+        String,
+        String,
+        String,
+        i32,
+        Option<String>,
+        DateTime<Utc>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT m.user_id, m.channel, m.kind, coalesce(d.state, 'pending'), coalesce(d.attempts, 0), \
+                d.last_error, m.created_at \
+         FROM notification_messages m LEFT JOIN notification_deliveries d ON d.message_id = m.message_id \
+         WHERE m.tenant_id = $1 AND m.message_id = $2",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(message_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(user_id, channel, kind, state, attempts, last_error, created_at)| QueuedMessage {
+            message_id: message_id.to_owned(),
+            user_id: UserId::from_uuid(user_id),
+            channel,
+            kind,
+            state,
+            attempts,
+            last_error,
+            created_at,
+        },
+    ))
+}
+
 /// Queues a dead message of the tenant for delivery again, with a fresh attempt budget.
 ///
 /// # Errors

@@ -462,7 +462,7 @@ fn user_changes(event: &UserEvent) -> Vec<SettingsChange> {
         UserEvent::EntraIdentityBound {
             tenant_id, user_id, ..
         } => vec![update(tenant_id, user_id, UserField::IdentityBound)],
-        UserEvent::PasswordTokenIssued { .. } => vec![],
+        UserEvent::PasswordTokenIssued { .. } | UserEvent::NotificationRequeued { .. } => vec![],
         UserEvent::UserForgotten {
             tenant_id, user_id, ..
         } => {

@@ -812,3 +812,108 @@ async fn support_sees_addresses_and_names_masked_and_administrators_see_them_in_
     assert_eq!(full["email"], "anne@contoso.com");
     assert_eq!(full["display_name"], "Anne de Vries");
 }
+
+#[tokio::test]
+async fn a_requeued_dead_message_is_an_event_in_the_audit_history_naming_who_requeued_it() {
+    // Arrange: delivery gave up on Anne's welcome mail.
+    let w = world().await;
+    let t = w.tenant;
+    let message: String =
+        sqlx::query_scalar("SELECT message_id FROM notification_messages WHERE user_id = $1")
+            .bind(w.user_id.as_uuid())
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    let die = || async {
+        sqlx::query(
+            "INSERT INTO notification_deliveries (message_id, state, attempts, last_error) VALUES ($1, 'dead', 8, 'refused') \
+             ON CONFLICT (message_id) DO UPDATE SET state = 'dead', attempts = 8",
+        )
+        .bind(&message)
+        .execute(&w.db.pool)
+        .await
+        .unwrap();
+    };
+    die().await;
+    let support_token: Uuid =
+        sqlx::query_scalar("SELECT token_id FROM staff_tokens WHERE role = 'support'")
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    let retry = format!("/tenants/{t}/notifications/{message}/retry");
+
+    // Act: support queues it again; a second try finds it pending.
+    let (status, accepted, _) = w.api.call(&w.support, Method::POST, &retry, None).await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    let before = w.db.event_count().await;
+    let (status, problem, content_type) = w.api.call(&w.support, Method::POST, &retry, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["type"], "urn:finteqx:problem:message-not-dead");
+    let (status, _, _) = w
+        .api
+        .call(
+            &w.support,
+            Method::POST,
+            &format!("/tenants/{t}/notifications/user:nothing:1/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.db.event_count().await,
+        before,
+        "a refused retry records nothing"
+    );
+    // Dead again, the tenant's administrator queues it.
+    die().await;
+    let (status, _, _) = w.api.call(&w.admin, Method::POST, &retry, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Assert: both requeues are facts on Anne's stream, with who did it.
+    wait_until_visible(&w.db.pool).await;
+    let history = history_over_http(&w, "&event_type=NotificationRequeued", 10).await;
+    let seen: Vec<(String, Value, Value, Value)> = history
+        .iter()
+        .map(|event| {
+            (
+                event.aggregate_id.clone(),
+                event.payload["NotificationRequeued"].clone(),
+                event.metadata["actor_id"].clone(),
+                event.metadata["actor_role"].clone(),
+            )
+        })
+        .collect();
+    let payload = |by_support| {
+        serde_json::json!({
+            "tenant_id": t.to_string(),
+            "user_id": w.user_id.to_string(),
+            "message_id": message,
+            "by_support": by_support,
+        })
+    };
+    assert_eq!(
+        seen,
+        [
+            (
+                w.user_id.to_string(),
+                payload(true),
+                Value::from(support_token.to_string()),
+                Value::from("support")
+            ),
+            (
+                w.user_id.to_string(),
+                payload(false),
+                Value::from(w.admin_id.to_string()),
+                Value::from("administrator")
+            ),
+        ]
+    );
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM notification_deliveries WHERE message_id = $1")
+            .bind(&message)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "pending", "and the message is queued again");
+}

@@ -15,9 +15,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use domain::ids::UserId;
+use domain::user::UserCommand;
 use projections::{notification_queue, sign_in_history};
 
+use super::Accepted;
 use super::auth::TenantReader;
+use super::command_problem;
 use super::path::ApiPath;
 use super::problem::Problem;
 use super::query::{ApiQuery, bad_parameter, limit};
@@ -213,24 +216,51 @@ mod tests {
 }
 
 /// `POST /tenants/{tenant_id}/notifications/{message_id}/retry`: queues a dead message again
-/// (support or the tenant's administrators; recorded with the reads).
+/// (support or the tenant's administrators). The requeue is first recorded on the recipient's
+/// stream as `NotificationRequeued`, with the caller as actor, so the audit history shows who
+/// sent a message again and when.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/notifications/{message_id}/retry", tag = "support",
     params(("tenant_id" = Uuid, Path, description = "The tenant"), ("message_id" = String, Path, description = "The stable message id")),
-    responses((status = 200, description = "queued again"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = Accepted, description = "queued again"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem, description = "`message-not-dead`"), (status = 503, body = Problem)))]
 pub async fn retry_notification(
     State(app): State<AppState>,
-    TenantReader { tenant_id, .. }: TenantReader,
+    reader: TenantReader,
     ApiPath((_, message_id)): ApiPath<(Uuid, String)>,
-) -> Result<axum::http::StatusCode, Problem> {
+) -> Result<Json<Accepted>, Problem> {
+    let tenant_id = reader.tenant_id;
+    let message = notification_queue::message(&app.pool, tenant_id, &message_id)
+        .await
+        .map_err(super::database)?
+        .ok_or_else(Problem::not_found)?;
+    if message.state != "dead" {
+        return Err(not_dead());
+    }
+    let command = UserCommand::RequeueNotification {
+        message_id: message_id.clone(),
+        by_support: reader.is_support(),
+    };
+    let committed = app
+        .commands
+        .execute_user_command(&reader.context, tenant_id, message.user_id, command)
+        .await
+        .map_err(|e| command_problem(&e))?;
+    // Recorded first: a requeue that fails after it (someone else requeued it meanwhile) leaves
+    // a fact of the request, never a send without one.
     match notification_queue::retry_dead(&app.pool, tenant_id, &message_id).await {
-        Ok(()) => Ok(axum::http::StatusCode::OK),
+        Ok(()) => Ok(Json(Accepted {
+            position: committed.last_position(),
+        })),
         Err(notification_queue::RetryError::NotFound) => Err(Problem::not_found()),
-        Err(notification_queue::RetryError::NotDead) => Err(Problem::new(
-            axum::http::StatusCode::CONFLICT,
-            "message-not-dead",
-            "Conflict",
-            "only a dead message can be retried",
-        )),
+        Err(notification_queue::RetryError::NotDead) => Err(not_dead()),
         Err(notification_queue::RetryError::Database(error)) => Err(super::database(error)),
     }
+}
+
+fn not_dead() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::CONFLICT,
+        "message-not-dead",
+        "Conflict",
+        "only a dead message can be retried",
+    )
 }

@@ -76,6 +76,14 @@ pub enum UserCommand {
         /// Why.
         reason: ErasureReason,
     },
+    /// Support or an administrator queues a dead message to the user again; the caller has
+    /// checked that the tenant's queue holds it, dead.
+    RequeueNotification {
+        /// The message's stable id.
+        message_id: String,
+        /// Asked by support staff (otherwise by one of the tenant's administrators).
+        by_support: bool,
+    },
     /// An Entra sign-in reached the account: bind the identity the first time, match it later.
     CompleteEntraSignIn {
         /// The account domain's current binding.
@@ -124,6 +132,7 @@ impl crate::metadata::NamedCommand for UserCommand {
             Self::RemovePhone => "RemovePhone",
             Self::CompleteEntraSignIn { .. } => "CompleteEntraSignIn",
             Self::ForgetUser { .. } => "ForgetUser",
+            Self::RequeueNotification { .. } => "RequeueNotification",
         }
     }
 }

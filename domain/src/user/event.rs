@@ -143,6 +143,17 @@ pub enum UserEvent {
         /// Why.
         reason: ErasureReason,
     },
+    /// A message to the user that delivery had given up on was queued again by hand.
+    NotificationRequeued {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// The account the message is for.
+        user_id: UserId,
+        /// The message's stable id (`{aggregate_type}:{aggregate_id}:{sequence}` of its cause).
+        message_id: String,
+        /// Support staff queued it (otherwise one of the tenant's administrators).
+        by_support: bool,
+    },
 }
 
 /// Why a person was erased.
@@ -219,6 +230,7 @@ impl DomainEvent for UserEvent {
             Self::PhoneRemoved { .. } => "PhoneRemoved",
             Self::EntraIdentityBound { .. } => "EntraIdentityBound",
             Self::UserForgotten { .. } => "UserForgotten",
+            Self::NotificationRequeued { .. } => "NotificationRequeued",
         }
         .to_owned()
     }

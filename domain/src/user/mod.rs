@@ -272,6 +272,15 @@ impl User {
                 user_id: scope.user_id,
                 reason,
             }]),
+            UserCommand::RequeueNotification {
+                message_id,
+                by_support,
+            } => Ok(vec![UserEvent::NotificationRequeued {
+                tenant_id,
+                user_id: scope.user_id,
+                message_id,
+                by_support,
+            }]),
             UserCommand::CompleteEntraSignIn { binding, claims } => {
                 let bound = account
                     .entra
@@ -360,7 +369,10 @@ impl User {
             return;
         };
         match event {
-            UserEvent::UserCreated { .. } | UserEvent::UserForgotten { .. } => {}
+            // A requeued message changes the queue, not the account.
+            UserEvent::UserCreated { .. }
+            | UserEvent::UserForgotten { .. }
+            | UserEvent::NotificationRequeued { .. } => {}
             UserEvent::UserEmailChanged {
                 email, email_key, ..
             } => {

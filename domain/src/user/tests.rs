@@ -776,3 +776,51 @@ mod forget_user {
         );
     }
 }
+
+mod notifications {
+    use super::*;
+
+    fn requeue(by_support: bool) -> UserCommand {
+        UserCommand::RequeueNotification {
+            message_id: "user:stream:2".to_owned(),
+            by_support,
+        }
+    }
+
+    #[test]
+    fn a_requeued_message_is_recorded_with_who_asked_and_changes_no_account_state() {
+        Given::with(())
+            .given(password_user())
+            .when(scoped(requeue(true)))
+            .then_expect_events(vec![UserEvent::NotificationRequeued {
+                tenant_id: tenant_id(),
+                user_id: user_id(),
+                message_id: "user:stream:2".to_owned(),
+                by_support: true,
+            }]);
+        let mut user = User::default();
+        for event in password_user() {
+            user.evolve(event);
+        }
+        let before = user.clone();
+        user.evolve(UserEvent::NotificationRequeued {
+            tenant_id: tenant_id(),
+            user_id: user_id(),
+            message_id: "user:stream:2".to_owned(),
+            by_support: false,
+        });
+        assert_eq!(user, before);
+    }
+
+    #[test]
+    fn a_message_of_a_missing_or_another_tenants_user_is_not_requeued() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(scoped(requeue(true)))
+            .then_expect_error(UserError::UserNotFound);
+        Given::with(())
+            .given(password_user())
+            .when(TenantScoped::new(other_tenant_id(), requeue(false)))
+            .then_expect_error(UserError::UserNotFound);
+    }
+}
