@@ -1,18 +1,24 @@
-//! The login page: for an entered e-mail, how to sign in now and whether to show the consent
-//! notice. Keyed by the e-mail lookup hash, so the table holds no address. The answer is computed
-//! at read time by `domain::sign_in_rule::required_sign_in`, the function the sign-in decision
-//! uses, so the page and the decision cannot disagree.
+//! The login page: for an entered e-mail, whether to show the "Inloggen met Microsoft Entra ID"
+//! button and the consent notice, and the accounts the sign-in flow starts from.
+//!
+//! The page's answer depends on the address's domain alone (ADR-0028): a domain that a tenant has
+//! proven and bound to an Entra tenant gets the button, every other address the password form,
+//! whether or not an account exists and whatever the tenant's policy; the SMS and phone steps
+//! are told only after the password is right. Accounts are keyed by the e-mail lookup hash, so
+//! the tables hold no address; what an account must do is computed by
+//! `domain::sign_in_rule::required_sign_in`, the function the sign-in decision uses.
 
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use domain::domain_claim::DomainClaimEvent;
 use domain::ids::{EntraTenantId, TenantId, UserId};
 use domain::sign_in::{SignInEvent, SignInFailure};
-use domain::sign_in_rule::{SignInFacts, SignInRequirement, required_sign_in};
+use domain::sign_in_rule::SignInFacts;
 use domain::tenant::TenantEvent;
 use domain::user::UserEvent;
-use domain::values::EmailKey;
+use domain::values::{DomainName, EmailKey};
 
 use crate::envelope::{DomainEvent, Envelope};
 use crate::runner::Projector;
@@ -79,6 +85,38 @@ pub enum LoginPageChange {
         /// The user.
         user_id: UserId,
     },
+    /// A domain claimed for (or moved to) a tenant and bound to an Entra tenant, not yet proven.
+    DomainClaimed {
+        /// The domain.
+        domain: DomainName,
+        /// The claiming tenant.
+        tenant_id: TenantId,
+        /// The Entra tenant it is bound to.
+        entra_tenant_id: EntraTenantId,
+    },
+    /// A claimed domain bound to another Entra tenant.
+    DomainRebound {
+        /// The domain.
+        domain: DomainName,
+        /// The claiming tenant.
+        tenant_id: TenantId,
+        /// The new Entra tenant.
+        entra_tenant_id: EntraTenantId,
+    },
+    /// A claimed domain proven by its tenant.
+    DomainProven {
+        /// The domain.
+        domain: DomainName,
+        /// The proving tenant.
+        tenant_id: TenantId,
+    },
+    /// A claim given up.
+    DomainReleased {
+        /// The domain.
+        domain: DomainName,
+        /// The releasing tenant.
+        tenant_id: TenantId,
+    },
     /// An account's state.
     Update {
         /// The tenant.
@@ -107,7 +145,12 @@ pub enum AccountField {
 
 impl Projector for LoginPage {
     const NAME: &'static str = "login_page";
-    const TABLES: &'static [&'static str] = &["login_accounts", "login_tenants", "login_consents"];
+    const TABLES: &'static [&'static str] = &[
+        "login_accounts",
+        "login_tenants",
+        "login_consents",
+        "login_domains",
+    ];
     type Change = LoginPageChange;
 
     fn changes(event: &Envelope) -> Vec<LoginPageChange> {
@@ -231,6 +274,37 @@ impl Projector for LoginPage {
                     AccountField::PhoneEnrolled(false),
                 )]
             }
+            DomainEvent::DomainClaim(DomainClaimEvent::DomainClaimed {
+                tenant_id,
+                domain,
+                entra_tenant_id,
+            }) => vec![C::DomainClaimed {
+                domain: domain.clone(),
+                tenant_id: *tenant_id,
+                entra_tenant_id: *entra_tenant_id,
+            }],
+            DomainEvent::DomainClaim(DomainClaimEvent::DomainRebound {
+                tenant_id,
+                domain,
+                entra_tenant_id,
+                ..
+            }) => vec![C::DomainRebound {
+                domain: domain.clone(),
+                tenant_id: *tenant_id,
+                entra_tenant_id: *entra_tenant_id,
+            }],
+            DomainEvent::DomainClaim(DomainClaimEvent::DomainProven {
+                tenant_id, domain, ..
+            }) => vec![C::DomainProven {
+                domain: domain.clone(),
+                tenant_id: *tenant_id,
+            }],
+            DomainEvent::DomainClaim(DomainClaimEvent::DomainReleased { tenant_id, domain }) => {
+                vec![C::DomainReleased {
+                    domain: domain.clone(),
+                    tenant_id: *tenant_id,
+                }]
+            }
             DomainEvent::SignIn(SignInEvent::SignInFailed {
                 tenant_id,
                 reason:
@@ -297,6 +371,53 @@ impl Projector for LoginPage {
                 .execute(connection)
                 .await?;
             }
+            LoginPageChange::DomainClaimed {
+                domain,
+                tenant_id,
+                entra_tenant_id,
+            } => {
+                sqlx::query(
+                    "INSERT INTO login_domains (domain, tenant_id, entra_tenant_id, proven) \
+                     VALUES ($1, $2, $3, false) \
+                     ON CONFLICT (domain, tenant_id) DO UPDATE \
+                     SET entra_tenant_id = EXCLUDED.entra_tenant_id, proven = false",
+                )
+                .bind(domain.as_str())
+                .bind(tenant_id.as_uuid())
+                .bind(entra_tenant_id.as_uuid())
+                .execute(connection)
+                .await?;
+            }
+            LoginPageChange::DomainRebound {
+                domain,
+                tenant_id,
+                entra_tenant_id,
+            } => {
+                sqlx::query(
+                    "UPDATE login_domains SET entra_tenant_id = $3 WHERE domain = $1 AND tenant_id = $2",
+                )
+                .bind(domain.as_str())
+                .bind(tenant_id.as_uuid())
+                .bind(entra_tenant_id.as_uuid())
+                .execute(connection)
+                .await?;
+            }
+            LoginPageChange::DomainProven { domain, tenant_id } => {
+                sqlx::query(
+                    "UPDATE login_domains SET proven = true WHERE domain = $1 AND tenant_id = $2",
+                )
+                .bind(domain.as_str())
+                .bind(tenant_id.as_uuid())
+                .execute(connection)
+                .await?;
+            }
+            LoginPageChange::DomainReleased { domain, tenant_id } => {
+                sqlx::query("DELETE FROM login_domains WHERE domain = $1 AND tenant_id = $2")
+                    .bind(domain.as_str())
+                    .bind(tenant_id.as_uuid())
+                    .execute(connection)
+                    .await?;
+            }
             LoginPageChange::Forget { tenant_id, user_id } => {
                 crate::runner::delete_person(connection, "login_accounts", tenant_id, user_id)
                     .await?;
@@ -341,14 +462,12 @@ impl Projector for LoginPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LoginStep {
-    /// Ask for the password (also for unknown, deactivated and password-less accounts: no
-    /// account enumeration; the sign-in then fails the same way).
+    /// Ask for the password: every address whose domain is not bound to an Entra tenant, known or
+    /// not, whatever its account needs next (no account enumeration).
     Password,
-    /// Password, then a code sent to the enrolled phone.
-    PasswordThenSms,
-    /// Password, then enroll a mobile number.
-    PasswordThenEnrollPhone,
-    /// The "Inloggen met Microsoft Entra ID" button, sending the user to this Entra tenant.
+    /// The "Inloggen met Microsoft Entra ID" button, sending the user to this Entra tenant: every
+    /// address on a proven domain bound to it. Accounts on the domain that are not linked still
+    /// sign in with their password.
     EntraId {
         /// The authority's tenant.
         entra_tenant_id: EntraTenantId,
@@ -377,33 +496,65 @@ pub struct LoginAccount {
     pub consent: Option<Consent>,
 }
 
-impl LoginAccount {
-    /// The page's answer for this account.
-    pub const fn options(&self) -> LoginOptions {
-        let step = match required_sign_in(&self.facts) {
-            SignInRequirement::EntraId { entra_tenant_id } => {
-                LoginStep::EntraId { entra_tenant_id }
-            }
-            SignInRequirement::PasswordAndSms => LoginStep::PasswordThenSms,
-            SignInRequirement::PasswordThenEnrollPhone => LoginStep::PasswordThenEnrollPhone,
-            SignInRequirement::Blocked
-            | SignInRequirement::SetPasswordFirst
-            | SignInRequirement::Password => LoginStep::Password,
-        };
-        let consent_notice = matches!(step, LoginStep::EntraId { .. })
-            && !matches!(self.consent, Some(Consent::Granted));
-        LoginOptions {
-            step,
-            consent_notice,
-        }
-    }
-}
-
-/// The answer for an unknown e-mail: the same shape as a password user's.
-pub const UNKNOWN_ACCOUNT: LoginOptions = LoginOptions {
+/// The answer for an address whose domain is not bound to an Entra tenant.
+pub const PASSWORD_FORM: LoginOptions = LoginOptions {
     step: LoginStep::Password,
     consent_notice: false,
 };
+
+/// A proven domain bound to an Entra tenant, as the login page and the Entra flow need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntraDomain {
+    /// The FinteQX tenant that proved the domain.
+    pub tenant_id: TenantId,
+    /// The Entra tenant it is bound to.
+    pub entra_tenant_id: EntraTenantId,
+    /// The admin-consent state for that Entra tenant.
+    pub consent: Option<Consent>,
+}
+
+/// The proven Entra binding of `domain`, if any.
+///
+/// # Errors
+/// A database error.
+pub async fn entra_domain(
+    pool: &PgPool,
+    domain: &DomainName,
+) -> Result<Option<EntraDomain>, sqlx::Error> {
+    let row: Option<(Uuid, Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT d.tenant_id, d.entra_tenant_id, c.state FROM login_domains d \
+         LEFT JOIN login_consents c ON c.tenant_id = d.tenant_id AND c.entra_tenant_id = d.entra_tenant_id \
+         WHERE d.domain = $1 AND d.proven",
+    )
+    .bind(domain.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|(tenant_id, entra_tenant_id, consent)| {
+        Some(EntraDomain {
+            tenant_id: TenantId::from_uuid(tenant_id),
+            entra_tenant_id: EntraTenantId::try_from_uuid(entra_tenant_id).ok()?,
+            consent: consent.as_deref().and_then(parse_consent),
+        })
+    }))
+}
+
+/// The login page's answer for an address on `domain`: by the domain alone.
+///
+/// # Errors
+/// A database error.
+pub async fn login_options(
+    pool: &PgPool,
+    domain: &DomainName,
+) -> Result<LoginOptions, sqlx::Error> {
+    Ok(entra_domain(pool, domain)
+        .await?
+        .map_or(PASSWORD_FORM, |bound| LoginOptions {
+            step: LoginStep::EntraId {
+                entra_tenant_id: bound.entra_tenant_id,
+            },
+            consent_notice: !matches!(bound.consent, Some(Consent::Granted)),
+        }))
+}
 
 /// The account behind an e-mail lookup key.
 ///
@@ -456,19 +607,6 @@ pub async fn account(
             consent: consent.as_deref().and_then(parse_consent),
         },
     ))
-}
-
-/// The login page's answer for an e-mail lookup key.
-///
-/// # Errors
-/// A database error.
-pub async fn login_options(
-    pool: &PgPool,
-    email_key: &EmailKey,
-) -> Result<LoginOptions, sqlx::Error> {
-    Ok(account(pool, email_key)
-        .await?
-        .map_or(UNKNOWN_ACCOUNT, |account| account.options()))
 }
 
 pub(crate) fn parse_consent(state: &str) -> Option<Consent> {
@@ -574,93 +712,45 @@ mod tests {
     }
 
     #[test]
-    fn the_answer_follows_the_sign_in_rule_and_hides_blocked_accounts() {
-        let facts = SignInFacts {
-            active: true,
-            tenant_requires_sms: true,
-            entra_link: None,
-            phone_enrolled: false,
-            has_password: true,
-        };
-        let account = |facts, consent| LoginAccount {
+    fn domain_claims_are_followed_from_claim_to_proof_and_release() {
+        let claimed = DomainClaimEvent::DomainClaimed {
             tenant_id: tenant(),
-            user_id: user(),
-            facts,
-            consent,
+            domain: domain(),
+            entra_tenant_id: entra(),
         };
-        let cases = [
-            (facts, None, LoginStep::PasswordThenEnrollPhone, false),
-            (
-                SignInFacts {
-                    phone_enrolled: true,
-                    ..facts
-                },
-                None,
-                LoginStep::PasswordThenSms,
-                false,
-            ),
-            (
-                SignInFacts {
-                    active: false,
-                    ..facts
-                },
-                None,
-                LoginStep::Password,
-                false,
-            ),
-            (
-                SignInFacts {
-                    has_password: false,
-                    ..facts
-                },
-                None,
-                LoginStep::Password,
-                false,
-            ),
-            (
-                SignInFacts {
-                    entra_link: Some(entra()),
-                    ..facts
-                },
-                None,
-                LoginStep::EntraId {
-                    entra_tenant_id: entra(),
-                },
-                true,
-            ),
-            (
-                SignInFacts {
-                    entra_link: Some(entra()),
-                    ..facts
-                },
-                Some(Consent::Required),
-                LoginStep::EntraId {
-                    entra_tenant_id: entra(),
-                },
-                true,
-            ),
-            (
-                SignInFacts {
-                    entra_link: Some(entra()),
-                    ..facts
-                },
-                Some(Consent::Granted),
-                LoginStep::EntraId {
-                    entra_tenant_id: entra(),
-                },
-                false,
-            ),
-        ];
-        for (facts, consent, step, notice) in cases {
-            assert_eq!(
-                account(facts, consent).options(),
-                LoginOptions {
-                    step,
-                    consent_notice: notice
-                },
-                "{facts:?} {consent:?}"
-            );
-        }
-        assert_eq!(UNKNOWN_ACCOUNT.step, LoginStep::Password);
+        assert_eq!(
+            changes(DomainEvent::DomainClaim(claimed)),
+            vec![LoginPageChange::DomainClaimed {
+                domain: domain(),
+                tenant_id: tenant(),
+                entra_tenant_id: entra(),
+            }]
+        );
+        let proven = DomainClaimEvent::DomainProven {
+            tenant_id: tenant(),
+            domain: domain(),
+            method: domain::domain_claim::DomainProofMethod::DnsTxt {
+                record_name: "_finteqx-challenge.contoso.com".to_owned(),
+            },
+        };
+        assert_eq!(
+            changes(DomainEvent::DomainClaim(proven)),
+            vec![LoginPageChange::DomainProven {
+                domain: domain(),
+                tenant_id: tenant()
+            }]
+        );
+        let released = DomainClaimEvent::DomainReleased {
+            tenant_id: tenant(),
+            domain: domain(),
+        };
+        assert_eq!(
+            changes(DomainEvent::DomainClaim(released)),
+            vec![LoginPageChange::DomainReleased {
+                domain: domain(),
+                tenant_id: tenant()
+            }]
+        );
+        assert_eq!(PASSWORD_FORM.step, LoginStep::Password);
     }
 }

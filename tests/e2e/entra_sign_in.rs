@@ -790,12 +790,23 @@ async fn a_user_linked_through_a_domain_that_is_not_proven_cannot_sign_in_with_e
     world.db.run_projections().await;
 
     // Act
-    let refused = problem_type(world.sign_in("alice@contoso.com", |url| url).await).await;
+    let response = world
+        .http
+        .post(format!("{}/sign_in/entra", world.base))
+        .json(&json!({ "email": "alice@contoso.com" }))
+        .send()
+        .await
+        .unwrap();
 
-    // Assert: a pending domain binds no sign-in, whatever Microsoft's token says.
+    // Assert: a pending domain sends nobody to Microsoft, linked or not.
+    let refused = problem_type(response).await;
     assert_eq!(
         (refused.0, refused.1.as_str()),
-        (StatusCode::FORBIDDEN, "entra-not-linked")
+        (StatusCode::CONFLICT, "sign-in-with-password")
+    );
+    assert_eq!(
+        world.login_options("alice@contoso.com").await["step"],
+        "password"
     );
     assert_eq!(world.bound_identity(user_id).await, None);
 }
@@ -967,9 +978,11 @@ async fn linking_keeps_the_session_and_the_next_sign_in_uses_entra_then_unlinkin
         unlinked_mail, 1,
         "the unlink e-mail with its set-password link is queued"
     );
+    // The page still shows the domain's Entra button (it tells nothing about Bob); his new
+    // password is what works for him now.
     assert_eq!(
         world.login_options("bob@contoso.com").await["step"],
-        "password"
+        "entra_id"
     );
     let old = password_sign_in("correct horse battery staple")
         .await
@@ -986,7 +999,11 @@ async fn linking_keeps_the_session_and_the_next_sign_in_uses_entra_then_unlinkin
         .send()
         .await
         .unwrap();
-    assert_eq!(problem_type(start).await.1, "sign-in-with-password");
+    assert_eq!(
+        start.status(),
+        StatusCode::OK,
+        "the start answers for the domain, as for any address on it"
+    );
     set_password_via_link(&commands, bob, "a brand new passphrase").await;
     let new = password_sign_in("a brand new passphrase").await.unwrap();
     assert_eq!(new.status(), StatusCode::OK);
@@ -1023,7 +1040,15 @@ async fn signing_in_again_replaces_the_browsers_session() {
 #[tokio::test]
 async fn unknown_and_password_addresses_get_the_same_answer_and_entra_off_is_a_clear_problem() {
     let world = world(true).await;
-    for email in ["nobody@contoso.com", "not an address"] {
+    world.entra_user("alice@contoso.com").await;
+    // On the Entra domain, a linked user and an unknown address are both sent to Microsoft, with
+    // the same answer; what happens there is Microsoft's sign-in, then the callback's refusal.
+    for email in ["alice@contoso.com", "nobody@contoso.com"] {
+        let (url, _) = world.start(email).await;
+        assert!(url.contains(CONTOSO_TID), "{email}: {url}");
+    }
+    // Elsewhere everyone is told to use the password.
+    for email in ["nobody@fabrikam.nl", "not an address"] {
         let response = world
             .http
             .post(format!("{}/sign_in/entra", world.base))

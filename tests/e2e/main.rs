@@ -13,6 +13,7 @@ mod dns_server;
 mod domain_proof;
 mod embedded_database;
 mod entra_sign_in;
+mod enumeration;
 mod erasure;
 mod faults;
 mod http_api;

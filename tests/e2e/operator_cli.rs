@@ -317,9 +317,14 @@ async fn a_database_outage_is_a_retryable_503_problem() {
     let (_, secret) = issue_staff_token(&db.pool, StaffRole::Support, "Sam Support")
         .await
         .unwrap();
-    let base = db.spawn_app().await;
+    let runtime = db.runtime_pool().await;
+    let application = api::startup::Application::build(&db.settings(), runtime.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", application.local_addr().unwrap());
+    tokio::spawn(application.run_until(std::future::pending()));
     // The database goes away under the running service.
-    db.pool.close().await;
+    runtime.close().await;
 
     let response = reqwest::Client::new()
         .get(format!("{base}/tenants/{tenant}/settings"))

@@ -528,7 +528,7 @@ async fn a_poisoned_event_stops_only_its_projector_and_health_shows_it() {
 }
 
 #[tokio::test]
-async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_decide() {
+async fn the_login_page_answers_by_the_domain_alone_whatever_the_account() {
     let db = TestDb::new().await;
     let commands = db.commands();
     let tenant = register_tenant(&commands, "Akkermans Accountants").await;
@@ -578,42 +578,30 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
 
     let options = |email: &'static str| {
         let db = &db;
-        let commands = &commands;
         async move {
-            let key = commands
-                .keys()
-                .email_lookup
-                .key_for(&EmailAddress::parse(email).unwrap());
-            login_page::login_options(&db.pool, &key).await.unwrap()
+            let email = EmailAddress::parse(email).unwrap();
+            login_page::login_options(&db.pool, email.domain())
+                .await
+                .unwrap()
         }
     };
     let entra_step = LoginStep::EntraId {
         entra_tenant_id: entra(1),
     };
+    // The answer is the domain's: on the proven contoso.com the Entra button for everyone, known
+    // or not, linked or not; elsewhere the password form, whatever the account needs next.
     let cases = [
         (
             "unknown@contoso.com",
-            LoginStep::Password,
-            false,
-            "unknown e-mail looks like a password user",
+            entra_step,
+            true,
+            "unknown on an Entra domain",
         ),
         (
             "NEW@contoso.com",
-            LoginStep::Password,
-            false,
-            "no password yet",
-        ),
-        (
-            "phone@fabrikam.nl",
-            LoginStep::PasswordThenSms,
-            false,
-            "phone enrolled",
-        ),
-        (
-            "enroll@fabrikam.nl",
-            LoginStep::PasswordThenEnrollPhone,
-            false,
-            "SMS required, no phone yet",
+            entra_step,
+            true,
+            "an SMS user on an Entra domain",
         ),
         (
             "entra@contoso.com",
@@ -623,9 +611,27 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
         ),
         (
             "gone@contoso.com",
+            entra_step,
+            true,
+            "deactivated on an Entra domain",
+        ),
+        (
+            "phone@fabrikam.nl",
             LoginStep::Password,
             false,
-            "deactivated looks like a password user",
+            "phone enrolled",
+        ),
+        (
+            "enroll@fabrikam.nl",
+            LoginStep::Password,
+            false,
+            "SMS required, no phone yet",
+        ),
+        (
+            "unknown@fabrikam.nl",
+            LoginStep::Password,
+            false,
+            "unknown elsewhere",
         ),
     ];
     for (email, step, notice, why) in cases {
@@ -637,7 +643,7 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
         );
     }
 
-    // The page's facts are the aggregates' facts, fed to the same rule.
+    // The accounts' facts are the aggregates' facts, fed to the sign-in rule after the password.
     let tenant_state = commands.tenants().load(&tenant.to_string()).await.unwrap();
     for user_id in [no_password, with_phone, to_enroll, entra_user, deactivated] {
         let user = commands.users().load(&user_id.to_string()).await.unwrap();
@@ -653,7 +659,7 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
         );
     }
 
-    // Consent granted removes the notice; unlinking turns the button into a password form.
+    // Consent granted removes the notice; unlinking changes nothing the page shows.
     commands
         .record_entra_consent(
             &admin(tenant),
@@ -664,7 +670,7 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
         .await
         .unwrap();
     db.run_projections().await;
-    let answer = options("entra@contoso.com").await;
+    let answer = options("unknown@contoso.com").await;
     assert_eq!((answer.step, answer.consent_notice), (entra_step, false));
     commands
         .unlink_domain_users(&admin(tenant), tenant, domain, &[entra_user], false)
@@ -672,9 +678,9 @@ async fn the_login_page_answers_each_case_of_the_sign_in_rule_as_the_commands_de
         .unwrap();
     db.run_projections().await;
     assert_eq!(
-        options("entra@contoso.com").await.step,
-        LoginStep::Password,
-        "no password yet after unlinking"
+        options("entra@contoso.com").await,
+        options("unknown@contoso.com").await,
+        "an unlinked user's answer is still the domain's"
     );
 }
 

@@ -12,7 +12,6 @@ use domain::entra::{
 };
 use domain::ids::{EntraTenantId, SignInId, TenantId, UserId};
 use domain::sign_in::{EntraSignInOutcome, SignInCommand, SignInMethod};
-use domain::sign_in_rule::{SignInRequirement, required_sign_in};
 use domain::tenant::ConsentDecision;
 use domain::user::{UserCommand, UserError};
 use domain::values::{EmailAddress, ProviderErrorCode};
@@ -22,6 +21,10 @@ use super::{CommandError, Commands, SignedIn};
 use crate::entra::pending::{self, FlowSecrets, PendingLogin, Purpose};
 use crate::entra::{Entra, EntraError};
 use crate::executor::CommandContext;
+
+/// The user of a sign-in flow started for an address without an account on its domain's tenant:
+/// no user has this id, so the callback finds no account and refuses like for an unlinked one.
+const NO_ACCOUNT: UserId = UserId::from_uuid(uuid::Uuid::nil());
 
 /// Why an Entra flow cannot go on; nothing was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -120,27 +123,25 @@ impl Commands {
         email: &str,
     ) -> Result<EntraRedirect, CommandError> {
         let email = EmailAddress::parse(email).map_err(|_| EntraFlowError::UsePassword)?;
-        let account = login_page::account(&self.pool, &self.keys.email_lookup.key_for(&email))
+        // By the address's domain alone (ADR-0028): every address on a proven domain bound to an
+        // Entra tenant is sent there the same way, known or not; only Microsoft's answer, at the
+        // callback, meets the account. An address without an account waits for no one there.
+        let domain = login_page::entra_domain(&self.pool, email.domain())
             .await?
             .ok_or(EntraFlowError::UsePassword)?;
-        // The read model found the account; the write side decides.
-        let user = self.users.load(&account.user_id.to_string()).await?;
-        let state = user
-            .account_in(account.tenant_id)
-            .ok_or(EntraFlowError::UsePassword)?;
-        let SignInRequirement::EntraId { entra_tenant_id } =
-            required_sign_in(&state.sign_in_facts(false))
-        else {
-            return Err(EntraFlowError::UsePassword.into());
-        };
+        let account = login_page::account(&self.pool, &self.keys.email_lookup.key_for(&email))
+            .await?
+            .filter(|account| account.tenant_id == domain.tenant_id);
+        let user_id = account.map_or(NO_ACCOUNT, |account| account.user_id);
+        let (tenant_id, entra_tenant_id) = (domain.tenant_id, domain.entra_tenant_id);
         let authorization = entra
             .authorize(entra_tenant_id, Some(&email.to_string()))
             .await
             .map_err(unavailable)?;
         let pending = PendingLogin {
             purpose: Purpose::SignIn,
-            tenant_id: account.tenant_id,
-            user_id: account.user_id,
+            tenant_id,
+            user_id,
             entra_tenant_id: Some(entra_tenant_id),
             secrets: Some(FlowSecrets {
                 nonce: authorization.nonce,
@@ -237,6 +238,9 @@ impl Commands {
             Redeemed::Error(AuthorizationError::Other(error_code)) => {
                 EntraSignInOutcome::ProviderError { error_code }
             }
+            Redeemed::Token(_) if flow.user_id == NO_ACCOUNT => {
+                EntraSignInOutcome::Refused(EntraSignInRefusal::NotLinked)
+            }
             Redeemed::Token(token) => {
                 let user = self.users.load(&flow.user_id.to_string()).await?;
                 let email = user
@@ -278,6 +282,14 @@ impl Commands {
                 }
             }
         };
+        if flow.user_id == NO_ACCOUNT {
+            // No account to record the attempt against; the answer is an unlinked account's.
+            return Ok(match outcome {
+                EntraSignInOutcome::ConsentRequired { .. } => EntraOutcome::ConsentRequired,
+                EntraSignInOutcome::ProviderError { .. } => EntraOutcome::Failed,
+                _ => EntraOutcome::Refused(EntraSignInRefusal::NotLinked),
+            });
+        }
         let sign_in_id = SignInId::from_uuid(uuid::Uuid::now_v7());
         let command = SignInCommand::RecordEntraSignIn {
             sign_in_id,

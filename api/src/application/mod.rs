@@ -64,6 +64,7 @@ pub struct Commands {
     passwords: PasswordHashing,
     clock: Arc<dyn Clock>,
     limits: SignInLimits,
+    known_step_cost: sign_in::KnownStepCost,
 }
 
 /// Password attempts allowed in 15 minutes (ADR-0024); the defaults are `base.yaml`'s.
@@ -113,6 +114,7 @@ impl Commands {
             passwords: PasswordHashing,
             clock,
             limits: SignInLimits::default(),
+            known_step_cost: sign_in::KnownStepCost::default(),
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use chrono::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use rand::Rng as _;
 use secrecy::SecretString;
 
@@ -31,7 +33,36 @@ const HOME_COUNTRY_CODE: u16 = 31;
 /// The window of the password limits ([`super::SignInLimits`]) and of the failures that lock an
 /// address for one client. Unknown addresses count like known ones, and the check comes before
 /// the argon2 work.
-const THROTTLE_WINDOW: Duration = Duration::minutes(15);
+const THROTTLE_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
+
+/// The running average of what a known address's password step costs beyond the hash (loading
+/// the account, recording the attempt): an unknown address's step waits as long, so that the
+/// answer's timing does not tell which addresses have accounts (ADR-0028).
+#[derive(Debug, Default)]
+pub struct KnownStepCost {
+    micros: AtomicU64,
+}
+
+impl KnownStepCost {
+    /// Adds one measurement (an exponential average over about the last eight).
+    fn record(&self, cost: Duration) {
+        let sample = u64::try_from(cost.as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |average| {
+                Some(if average == 0 {
+                    sample
+                } else {
+                    average - average / 8 + sample / 8
+                })
+            });
+    }
+
+    /// The current average.
+    fn average(&self) -> Duration {
+        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
+}
 
 /// Who is signed in, for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,13 +139,33 @@ impl Commands {
             None => None,
         };
         let Some(account) = account else {
-            // Same work as a real check, so timing does not tell which addresses exist.
+            // Same work as a real check, so timing does not tell which addresses exist: the
+            // hash, then what a known address's step costs beyond it on average (ADR-0028).
             self.password_matches(&User::default(), password).await?;
+            tokio::time::sleep(self.known_step_cost.average()).await;
             return Ok(PasswordOutcome::Refused);
         };
+        let started = Instant::now();
+        let (outcome, hashing) = self
+            .known_password_step(context, account, password, failure_key.unwrap_or_default())
+            .await?;
+        self.known_step_cost
+            .record(started.elapsed().saturating_sub(hashing));
+        Ok(outcome)
+    }
+
+    /// The password step of an address with an account: decides, records the attempt, and
+    /// returns the outcome with the time the hash took.
+    async fn known_password_step(
+        &self,
+        context: &CommandContext,
+        account: login_page::LoginAccount,
+        password: SecretString,
+        failure_key: String,
+    ) -> Result<(PasswordOutcome, Duration), CommandError> {
         let user = self.users.load(&account.user_id.to_string()).await?;
         let Some(state) = user.account_in(account.tenant_id) else {
-            return Ok(PasswordOutcome::Refused);
+            return Ok((PasswordOutcome::Refused, Duration::ZERO));
         };
         let role = state.role;
         let sms_required = self
@@ -125,9 +176,10 @@ impl Commands {
         let now = self.clock.now();
         // Only this client's failures lock the address for it: the owner elsewhere is not kept
         // out by someone who merely knows the address.
-        let failure_key = failure_key.unwrap_or_default();
         let recent_failures = self.recent_failures(&failure_key).await?;
+        let hash_started = Instant::now();
         let password_matches = self.password_matches(&user, password).await?;
+        let hashing = hash_started.elapsed();
         if !password_matches {
             sqlx::query("INSERT INTO sign_in_throttle (throttle_key) VALUES ($1)")
                 .bind(&failure_key)
@@ -166,7 +218,7 @@ impl Commands {
                 role,
                 method,
             };
-            return Ok(PasswordOutcome::SignedIn(signed_in));
+            return Ok((PasswordOutcome::SignedIn(signed_in), hashing));
         }
         let accepted = committed
             .events
@@ -176,16 +228,16 @@ impl Commands {
             .aggregate
             .attempt()
             .and_then(|attempt| attempt.requirement);
-        Ok(match (accepted, requirement) {
+        let outcome = match (accepted, requirement) {
             (true, Some(SignInRequirement::PasswordThenEnrollPhone)) => {
                 PasswordOutcome::PhoneRequired(sign_in_id)
             }
             (true, _) => PasswordOutcome::CodeRequired(sign_in_id),
             (false, _) => PasswordOutcome::Refused,
-        })
+        };
+        Ok((outcome, hashing))
     }
 
-    /// Counts one password attempt under each key, refusing when a key is over its limit.
     /// This address's failed passwords from this client within [`THROTTLE_WINDOW`].
     async fn recent_failures(&self, failure_key: &str) -> Result<u32, CommandError> {
         let failures: i64 = sqlx::query_scalar(
@@ -198,6 +250,7 @@ impl Commands {
         Ok(u32::try_from(failures).unwrap_or(u32::MAX))
     }
 
+    /// Counts one password attempt under each key, refusing when a key is over its limit.
     async fn throttle(&self, limits: &[(String, i64)]) -> Result<(), CommandError> {
         let keys: Vec<String> = limits.iter().map(|(key, _)| key.clone()).collect();
         let keys = keys.as_slice();

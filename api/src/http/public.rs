@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use domain::metadata::ActorRole;
 use domain::values::EmailAddress;
-use projections::login_page::{self, LoginStep, UNKNOWN_ACCOUNT};
+use projections::login_page::{self, LoginStep, PASSWORD_FORM};
 use projections::runner::{ProjectorStatus, statuses};
 
 use super::client::ClientAddress;
@@ -154,10 +154,13 @@ pub struct LoginOptionsRequest {
     pub email: String,
 }
 
-/// How to continue. An unknown address gets the same answer as a password user.
+/// How to continue, by the address's domain alone: every address, known or not, gets the answer
+/// of its domain (no account enumeration); the SMS and phone steps follow the password.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginOptionsResponse {
-    /// `password`, `password_then_sms`, `password_then_enroll_phone` or `entra_id`.
+    /// `password`, or `entra_id` when the address's domain is proven and bound to an Entra
+    /// tenant (show the "Inloggen met Microsoft Entra ID" button; accounts of the domain that
+    /// are not linked still sign in with their password).
     pub step: &'static str,
     /// For `entra_id`: the Entra tenant to send the user to.
     pub entra_tenant_id: Option<Uuid>,
@@ -177,20 +180,15 @@ pub async fn login_options(
     if let Err(refused) = app.lookups.check(client) {
         return Ok(refused.into_response());
     }
-    // A malformed address cannot have an account: answer like an unknown one.
+    // A malformed address cannot have an account: answer like any other.
     let options = match EmailAddress::parse(&body.email) {
-        Ok(email) => {
-            let key = app.commands.keys().email_lookup.key_for(&email);
-            login_page::login_options(&app.pool, &key)
-                .await
-                .map_err(super::database)?
-        }
-        Err(_) => UNKNOWN_ACCOUNT,
+        Ok(email) => login_page::login_options(&app.pool, email.domain())
+            .await
+            .map_err(super::database)?,
+        Err(_) => PASSWORD_FORM,
     };
     let (step, entra_tenant_id) = match options.step {
         LoginStep::Password => ("password", None),
-        LoginStep::PasswordThenSms => ("password_then_sms", None),
-        LoginStep::PasswordThenEnrollPhone => ("password_then_enroll_phone", None),
         LoginStep::EntraId { entra_tenant_id } => ("entra_id", Some(entra_tenant_id.as_uuid())),
     };
     Ok(Json(LoginOptionsResponse {
