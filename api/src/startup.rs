@@ -117,7 +117,7 @@ impl Database {
         if let Some(server) = self.embedded
             && let Err(error) = server.release().await
         {
-            tracing::warn!(error.message = %error, error.cause_chain = ?error, "the embedded PostgreSQL did not stop cleanly");
+            tracing::warn!(error.message = %error, error.cause_chain = %format_args!("{error:#}"), "the embedded PostgreSQL did not stop cleanly");
         }
     }
 }

@@ -101,7 +101,9 @@ pub fn router(state: AppState) -> Router {
 /// A use case's refusal as a problem; outages are logged once here with their cause.
 pub fn command_problem(error: &CommandError) -> Problem {
     if let CommandError::Unavailable(cause) = error {
-        tracing::error!(error.message = %cause, error.cause_chain = ?cause, "dependency unavailable");
+        // `{:#}` is anyhow's one-line chain; its `Debug` would add a backtrace of many lines to
+        // every failed request while a dependency is down (RUST_BACKTRACE=1).
+        tracing::error!(error.message = %cause, error.cause_chain = %format_args!("{cause:#}"), "dependency unavailable");
     }
     Problem::from(error)
 }
