@@ -269,6 +269,40 @@ pub struct QueuedMessage {
     pub created_at: DateTime<Utc>,
 }
 
+/// The columns a [`MessageRow`] reads, from `notification_messages m` joined to its delivery `d`.
+const MESSAGE_COLUMNS: &str = "m.message_id, m.user_id, m.channel, m.kind, \
+     coalesce(d.state, 'pending') AS state, coalesce(d.attempts, 0) AS attempts, d.last_error, \
+     m.created_at \
+     FROM notification_messages m LEFT JOIN notification_deliveries d ON d.message_id = m.message_id";
+
+/// A message with its delivery state, as support reads it.
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    message_id: String,
+    user_id: Uuid,
+    channel: String,
+    kind: String,
+    state: String,
+    attempts: i32,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<MessageRow> for QueuedMessage {
+    fn from(row: MessageRow) -> Self {
+        Self {
+            message_id: row.message_id,
+            user_id: UserId::from_uuid(row.user_id),
+            channel: row.channel,
+            kind: row.kind,
+            state: row.state,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// A tenant's messages, newest first, optionally only those in `state`.
 ///
 /// # Errors
@@ -279,45 +313,17 @@ pub async fn messages(
     state: Option<&str>,
     limit: i64,
 ) -> Result<Vec<QueuedMessage>, sqlx::Error> {
-    type Row = (
-        String,
-        Uuid,
-        String,
-        String,
-        String,
-        i32,
-        Option<String>,
-        DateTime<Utc>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT m.message_id, m.user_id, m.channel, m.kind, coalesce(d.state, 'pending'), coalesce(d.attempts, 0), \
-                d.last_error, m.created_at \
-         FROM notification_messages m LEFT JOIN notification_deliveries d ON d.message_id = m.message_id \
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} \
          WHERE m.tenant_id = $1 AND ($2::text IS NULL OR coalesce(d.state, 'pending') = $2) \
-         ORDER BY m.created_at DESC, m.message_id LIMIT $3",
-    )
+         ORDER BY m.created_at DESC, m.message_id LIMIT $3"
+    ))
     .bind(tenant_id.as_uuid())
     .bind(state)
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(message_id, user_id, channel, kind, state, attempts, last_error, created_at)| {
-                QueuedMessage {
-                    message_id,
-                    user_id: UserId::from_uuid(user_id),
-                    channel,
-                    kind,
-                    state,
-                    attempts,
-                    last_error,
-                    created_at,
-                }
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(QueuedMessage::from).collect())
 }
 
 #[cfg(test)]
@@ -451,37 +457,14 @@ pub async fn message(
     tenant_id: TenantId,
     message_id: &str,
 ) -> Result<Option<QueuedMessage>, sqlx::Error> {
-    type Row = (
-        Uuid,
-        String,
-        String,
-        String,
-        i32,
-        Option<String>,
-        DateTime<Utc>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT m.user_id, m.channel, m.kind, coalesce(d.state, 'pending'), coalesce(d.attempts, 0), \
-                d.last_error, m.created_at \
-         FROM notification_messages m LEFT JOIN notification_deliveries d ON d.message_id = m.message_id \
-         WHERE m.tenant_id = $1 AND m.message_id = $2",
-    )
+    let row: Option<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} WHERE m.tenant_id = $1 AND m.message_id = $2"
+    ))
     .bind(tenant_id.as_uuid())
     .bind(message_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(
-        |(user_id, channel, kind, state, attempts, last_error, created_at)| QueuedMessage {
-            message_id: message_id.to_owned(),
-            user_id: UserId::from_uuid(user_id),
-            channel,
-            kind,
-            state,
-            attempts,
-            last_error,
-            created_at,
-        },
-    ))
+    Ok(row.map(QueuedMessage::from))
 }
 
 /// Queues a dead message of the tenant for delivery again, with a fresh attempt budget.
